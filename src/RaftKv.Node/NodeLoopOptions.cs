@@ -1,0 +1,44 @@
+namespace RaftKv.Node;
+
+/// <summary>Bounds and thresholds of the node loop. <see cref="Validate"/> names the field that is wrong.</summary>
+public sealed record NodeLoopOptions
+{
+    /// <summary>Inputs the loop's channel holds. Peer messages beyond it are dropped and counted; requests are refused.</summary>
+    public int InboxCapacity { get; init; } = 16_384;
+
+    /// <summary>Inputs drained into one step (one Ready, one fsync).</summary>
+    public int MaxBatchInputs { get; init; } = 4_096;
+
+    /// <summary>Proposals and reads admitted and not yet answered.</summary>
+    public int MaxPendingRequests { get; init; } = 16_384;
+
+    /// <summary>Entries applied since the last snapshot before the loop takes a new one.</summary>
+    public int SnapshotThresholdEntries { get; init; } = 10_000;
+
+    /// <summary>Entries kept in the log behind a new snapshot, for followers that are only a little behind.</summary>
+    public int SnapshotKeepEntries { get; init; } = 1_000;
+
+    public IEnumerable<string> Validate()
+    {
+        if (InboxCapacity < 16)
+        {
+            yield return "InboxCapacity: must be at least 16";
+        }
+        if (MaxBatchInputs < 1)
+        {
+            yield return "MaxBatchInputs: must be at least 1";
+        }
+        if (MaxPendingRequests < 1)
+        {
+            yield return "MaxPendingRequests: must be at least 1";
+        }
+        if (SnapshotThresholdEntries < 1)
+        {
+            yield return "SnapshotThresholdEntries: must be at least 1";
+        }
+        if (SnapshotKeepEntries < 0)
+        {
+            yield return "SnapshotKeepEntries: must not be negative";
+        }
+    }
+}

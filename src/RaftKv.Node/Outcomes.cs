@@ -1,0 +1,39 @@
+using RaftKv.RaftCore;
+
+namespace RaftKv.Node;
+
+public enum ProposalStatus
+{
+    /// <summary>Committed and applied; <see cref="ProposalOutcome.Result"/> is the state machine's answer.</summary>
+    Applied,
+
+    /// <summary>This node does not lead; nothing was appended. Retry at <see cref="ProposalOutcome.LeaderHint"/>.</summary>
+    NotLeader,
+
+    /// <summary>Refused before it was appended (transfer in progress, too much uncommitted, too many requests): nothing happened.</summary>
+    Rejected,
+
+    /// <summary>Appended, then overwritten by another leader's entry: it was not applied and never will be.</summary>
+    Lost,
+
+    /// <summary>Appended, but this node can no longer tell whether it was applied (it stopped, failed or installed a snapshot over it).</summary>
+    Unknown,
+}
+
+public sealed record ProposalOutcome(ProposalStatus Status, LogIndex Index, Term Term, object? Result, NodeId LeaderHint, string? Reason)
+{
+    public static ProposalOutcome Refused(ProposalStatus status, NodeId leader, string reason) =>
+        new(status, LogIndex.Zero, Term.Zero, null, leader, reason);
+}
+
+public enum ReadOutcomeStatus
+{
+    Ok,
+    NotLeader,
+
+    /// <summary>The node cannot serve it now (too many requests, stopping, storage failed); nothing was read.</summary>
+    Unavailable,
+}
+
+/// <summary>A read's answer. <see cref="ReadIndex"/> is the commit index a linearizable read waited for (zero for a stale read).</summary>
+public sealed record ReadOutcome(ReadOutcomeStatus Status, object? Result, LogIndex ReadIndex, LogIndex AppliedIndex, NodeId LeaderHint, string? Reason);

@@ -1,0 +1,629 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using RaftKv.RaftCore;
+
+namespace RaftKv.Node;
+
+/// <summary>
+/// The node loop: the one owner of a <see cref="RaftNode"/>. Everything reaches it through one bounded channel; it drains
+/// what is waiting into one step (so proposals that arrive together share one append and one fsync), then handles every
+/// Ready in <see cref="HandleReady"/>, which is where the order of persisting, sending and applying is written down.
+/// The same class runs in the server (<see cref="RunAsync"/>) and in the simulator (<see cref="ProcessPending"/>).
+/// Public methods other than those two may be called from any thread.
+/// </summary>
+public sealed partial class RaftLoop
+{
+    private readonly RaftNode _node;
+    private readonly ILogStore _store;
+    private readonly ISnapshotStore _snapshots;
+    private readonly ITransport _transport;
+    private readonly IStateMachine _stateMachine;
+    private readonly IWorkScheduler _background;
+    private readonly NodeLoopOptions _options;
+    private readonly IRaftLoopObserver _observer;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Channel<NodeInput> _inbox;
+    private readonly List<NodeInput> _batch = [];
+
+    // Proposals appended to the log and not yet resolved, by index. Only the loop touches these.
+    private readonly SortedDictionary<LogIndex, PendingProposal> _proposals = [];
+
+    // Linearizable reads waiting for their ReadIndex round, by request id; then for applied to reach their index.
+    private readonly Dictionary<ulong, NodeInput.Read> _readsAwaitingIndex = [];
+    private readonly Queue<(LogIndex Index, NodeInput.Read Read)> _readsAwaitingApply = new();
+    private ulong _nextReadId;
+
+    // Requests admitted and not yet answered (proposals and reads), bounded by MaxPendingRequests.
+    private int _pendingRequests;
+    private int _pendingTicks;
+    private long _droppedMessages;
+
+    private bool _snapshotInProgress;
+    private LogIndex _lastSnapshotIndex;
+    private string? _storageFailure;
+    private SoftState _softState;
+
+    public RaftLoop(
+        RaftNode node,
+        ILogStore store,
+        ISnapshotStore snapshots,
+        ITransport transport,
+        IStateMachine stateMachine,
+        NodeLoopOptions options,
+        IWorkScheduler? background = null,
+        IRaftLoopObserver? observer = null,
+        ILogger? logger = null,
+        TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(options);
+        var problems = options.Validate().ToList();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("invalid node loop options: " + string.Join("; ", problems), nameof(options));
+        }
+        _node = node;
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _snapshots = snapshots ?? throw new ArgumentNullException(nameof(snapshots));
+        _transport = transport ?? throw new ArgumentNullException(nameof(transport));
+        _stateMachine = stateMachine ?? throw new ArgumentNullException(nameof(stateMachine));
+        _options = options;
+        _background = background ?? ThreadPoolWorkScheduler.Instance;
+        _observer = observer ?? NullRaftLoopObserver.Instance;
+        _logger = logger ?? NullLogger.Instance;
+        _time = time ?? TimeProvider.System;
+        _inbox = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InboxCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _lastSnapshotIndex = node.LatestSnapshot?.Index ?? LogIndex.Zero;
+        _softState = node.SoftState;
+        if (node.LatestSnapshot is { } snapshot)
+        {
+            // The core starts applying after its newest snapshot: the state machine starts from that snapshot.
+            using var stream = snapshots.OpenRead(snapshot);
+            stateMachine.Restore(stream);
+        }
+    }
+
+    public NodeId Id => _node.Id;
+
+    /// <summary>Messages dropped because the inbox was full (Raft tolerates loss; the count shows overload).</summary>
+    public long DroppedMessages => Interlocked.Read(ref _droppedMessages);
+
+    // ---------------------------------------------------------------- inputs, from any thread
+
+    /// <summary>Proposes a command. The task completes once the entry is applied (or it is known that it will not be).</summary>
+    public Task<ProposalOutcome> ProposeAsync(ReadOnlyMemory<byte> data)
+    {
+        var completion = new TaskCompletionSource<ProposalOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!Admit())
+        {
+            completion.SetResult(ProposalOutcome.Refused(ProposalStatus.Rejected, NodeId.None, "too many requests in flight"));
+        }
+        else if (!_inbox.Writer.TryWrite(new NodeInput.Propose(data, completion)))
+        {
+            Interlocked.Decrement(ref _pendingRequests);
+            completion.SetResult(ProposalOutcome.Refused(ProposalStatus.Rejected, NodeId.None, "node inbox full"));
+        }
+        return completion.Task;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="query"/> against the state machine. Linearizable reads go through ReadIndex on the leader and
+    /// run once applied reaches the confirmed commit index; stale reads run at once on whatever this node has applied.
+    /// </summary>
+    public Task<ReadOutcome> ReadAsync(ReadOnlyMemory<byte> query, bool linearizable)
+    {
+        var completion = new TaskCompletionSource<ReadOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!Admit())
+        {
+            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, LogIndex.Zero, NodeId.None, "too many requests in flight"));
+        }
+        else if (!_inbox.Writer.TryWrite(new NodeInput.Read(query, linearizable, completion)))
+        {
+            Interlocked.Decrement(ref _pendingRequests);
+            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, LogIndex.Zero, NodeId.None, "node inbox full"));
+        }
+        return completion.Task;
+    }
+
+    /// <summary>A message from a peer. Dropped (and counted) when the inbox is full.</summary>
+    public void Deliver(Message message)
+    {
+        if (!_inbox.Writer.TryWrite(new NodeInput.Receive(message)))
+        {
+            Interlocked.Increment(ref _droppedMessages);
+        }
+    }
+
+    /// <summary>One tick of logical time. Ticks are counted apart from the channel so that none is lost when it is full.</summary>
+    public void Tick()
+    {
+        Interlocked.Increment(ref _pendingTicks);
+        _inbox.Writer.TryWrite(NodeInput.Tick.Instance);
+    }
+
+    public void ReportSnapshotSent(NodeId peer, bool succeeded) => Post(new NodeInput.SnapshotSent(peer, succeeded));
+
+    public void ReportUnreachable(NodeId peer) => _inbox.Writer.TryWrite(new NodeInput.PeerUnreachable(peer));
+
+    public Task<bool> TransferLeadershipAsync(NodeId target)
+    {
+        var completion = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_inbox.Writer.TryWrite(new NodeInput.TransferLeadership(target, completion)))
+        {
+            completion.SetResult(false);
+        }
+        return completion.Task;
+    }
+
+    public Task<NodeStatus> GetStatusAsync()
+    {
+        var completion = new TaskCompletionSource<NodeStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(new NodeInput.GetStatus(completion));
+        return completion.Task;
+    }
+
+    private void Post(NodeInput input)
+    {
+        // Completions and status requests are rare and must not be lost: wait for room if the inbox is full.
+        if (!_inbox.Writer.TryWrite(input))
+        {
+            _ = _inbox.Writer.WriteAsync(input).AsTask();
+        }
+    }
+
+    private bool Admit()
+    {
+        if (Interlocked.Increment(ref _pendingRequests) > _options.MaxPendingRequests)
+        {
+            Interlocked.Decrement(ref _pendingRequests);
+            return false;
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- the loop
+
+    /// <summary>Runs the loop until cancelled. A broken invariant ends it with the exception: the node must stop.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await _inbox.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                ProcessPending();
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+        finally
+        {
+            FailEverythingPending("node stopped");
+        }
+    }
+
+    /// <summary>Drains what is waiting (up to MaxBatchInputs) and processes it as one step. Returns false if nothing waited.</summary>
+    public bool ProcessPending()
+    {
+        _batch.Clear();
+        while (_batch.Count < _options.MaxBatchInputs && _inbox.Reader.TryRead(out var input))
+        {
+            _batch.Add(input);
+        }
+        var ticks = Interlocked.Exchange(ref _pendingTicks, 0);
+        if (_batch.Count == 0 && ticks == 0)
+        {
+            return false;
+        }
+        Process(_batch, ticks);
+        return true;
+    }
+
+    private void Process(List<NodeInput> batch, int ticks)
+    {
+        foreach (var input in batch)
+        {
+            Dispatch(input);
+        }
+        if (_storageFailure is null)
+        {
+            for (var i = 0; i < ticks; i++)
+            {
+                _node.Tick();
+            }
+            try
+            {
+                while (_node.HasReady)
+                {
+                    var ready = _node.GetReady();
+                    HandleReady(ready);
+                    _node.Advance(ready);
+                }
+            }
+            catch (StorageException error)
+            {
+                StorageFailed(error);
+                return;
+            }
+            MaybeStartSnapshot();
+        }
+    }
+
+    private void Dispatch(NodeInput input)
+    {
+        switch (input)
+        {
+            case NodeInput.Receive receive when _storageFailure is null:
+                _node.Step(receive.Message);
+                break;
+            case NodeInput.Propose propose:
+                HandlePropose(propose);
+                break;
+            case NodeInput.Read read:
+                HandleRead(read);
+                break;
+            case NodeInput.SnapshotWritten written:
+                HandleSnapshotWritten(written);
+                break;
+            case NodeInput.SnapshotSent sent:
+                _node.ReportSnapshot(sent.Peer, sent.Succeeded);
+                break;
+            case NodeInput.PeerUnreachable unreachable:
+                _node.ReportUnreachable(unreachable.Peer);
+                break;
+            case NodeInput.TransferLeadership transfer:
+                transfer.Completion.TrySetResult(_storageFailure is null && _node.TransferLeadership(transfer.Target));
+                break;
+            case NodeInput.GetStatus status:
+                status.Completion.TrySetResult(new NodeStatus(_node.Status(), _proposals.Count,
+                    _readsAwaitingIndex.Count + _readsAwaitingApply.Count, DroppedMessages, _storageFailure));
+                break;
+        }
+    }
+
+    private void HandlePropose(NodeInput.Propose propose)
+    {
+        if (_storageFailure is not null)
+        {
+            Answer(propose.Completion, ProposalOutcome.Refused(ProposalStatus.Rejected, NodeId.None, "storage failed: " + _storageFailure));
+            return;
+        }
+        var result = _node.Propose(propose.Data);
+        switch (result.Status)
+        {
+            case ProposeStatus.Accepted:
+                if (_proposals.Remove(result.Index, out var replaced))
+                {
+                    // Our earlier entry at this index was cut by a later leader before we led again.
+                    Resolve(replaced, ProposalStatus.Lost, null, "overwritten by another leader's entry");
+                }
+                _proposals[result.Index] = new PendingProposal(result.Index, result.Term, propose.Completion);
+                break;
+            case ProposeStatus.NotLeader:
+                Answer(propose.Completion, ProposalOutcome.Refused(ProposalStatus.NotLeader, result.LeaderHint, result.Reason ?? "not the leader"));
+                break;
+            default:
+                Answer(propose.Completion, ProposalOutcome.Refused(ProposalStatus.Rejected, result.LeaderHint, result.Reason ?? "dropped"));
+                break;
+        }
+    }
+
+    private void HandleRead(NodeInput.Read read)
+    {
+        if (!read.Linearizable)
+        {
+            // A stale read: whatever this node has applied, even with its storage failed.
+            AnswerRead(read, ReadOutcomeStatus.Ok, _stateMachine.Query(read.Query), LogIndex.Zero, NodeId.None, null);
+            return;
+        }
+        if (_storageFailure is not null)
+        {
+            AnswerRead(read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, "storage failed: " + _storageFailure);
+            return;
+        }
+        var id = ++_nextReadId;
+        if (_node.ReadIndex(id, out var leader))
+        {
+            _readsAwaitingIndex[id] = read;
+        }
+        else
+        {
+            AnswerRead(read, ReadOutcomeStatus.NotLeader, null, LogIndex.Zero, leader, "not the leader");
+        }
+    }
+
+    /// <summary>
+    /// The Ready contract, in one place. The order matters:
+    /// 1. send the leader's appends and heartbeats: they promise nothing about our disk, so followers persist in parallel
+    ///    with our own fsync (dissertation §10.2.1);
+    /// 2. persist: install a received snapshot, append entries (cutting what they replace), store the hard state, fsync
+    ///    when the Ready says so;
+    /// 3. send what promises what we persisted: votes and acknowledgements;
+    /// 4. apply committed entries in index order, completing their proposals;
+    /// 5. serve reads whose ReadIndex round completed, once applied reaches their index.
+    /// The caller then calls Advance.
+    /// </summary>
+    private void HandleReady(Ready ready)
+    {
+        // 1. Send what does not depend on our own persistence.
+        foreach (var message in ready.Messages)
+        {
+            _transport.Send(message);
+        }
+
+        // 2. Persist.
+        var started = _time.GetTimestamp();
+        if (ready.Snapshot is { } snapshot)
+        {
+            InstallSnapshot(snapshot);
+        }
+        if (ready.Entries.Count > 0)
+        {
+            ResolveOverwritten(ready.Entries);
+            _store.Append(ready.Entries);
+        }
+        if (ready.HardState is { } hardState)
+        {
+            _store.SetHardState(hardState);
+        }
+        if (ready.MustSync)
+        {
+            _store.Sync();
+            _observer.Persisted(ready.Entries.Count, _time.GetElapsedTime(started));
+        }
+
+        // 3. Votes and acknowledgements promise what is now on disk.
+        foreach (var message in ready.MessagesAfterPersist)
+        {
+            _transport.Send(message);
+        }
+
+        // 4. Apply.
+        if (ready.CommittedEntries.Count > 0)
+        {
+            var applyStarted = _time.GetTimestamp();
+            foreach (var entry in ready.CommittedEntries)
+            {
+                Apply(entry);
+            }
+            _observer.Applied(ready.CommittedEntries.Count, ready.CommittedEntries[^1].Index, _time.GetElapsedTime(applyStarted));
+        }
+
+        // 5. Reads.
+        foreach (var state in ready.ReadStates)
+        {
+            if (!_readsAwaitingIndex.Remove(state.RequestId, out var read))
+            {
+                continue;
+            }
+            if (state.Status == ReadStatus.Confirmed)
+            {
+                _readsAwaitingApply.Enqueue((state.Index, read));
+            }
+            else
+            {
+                AnswerRead(read, ReadOutcomeStatus.NotLeader, null, LogIndex.Zero, state.LeaderHint, "leadership lost before the read was confirmed");
+            }
+        }
+        ServeReads(_node.AppliedIndex, ready.CommittedEntries.Count > 0 ? ready.CommittedEntries[^1].Index : LogIndex.Zero);
+
+        if (ready.SoftState != _softState)
+        {
+            _softState = ready.SoftState;
+            _observer.RoleChanged(ready.SoftState);
+            LogRoleChanged(_node.Id, ready.SoftState.Role, ready.SoftState.Term.Value, ready.SoftState.Leader);
+        }
+    }
+
+    private void Apply(LogEntry entry)
+    {
+        object? result = null;
+        if (entry.Kind == EntryKind.Normal && !entry.Data.IsEmpty)
+        {
+            result = _stateMachine.Apply(entry);
+        }
+        if (_proposals.Remove(entry.Index, out var pending))
+        {
+            if (pending.Term == entry.Term)
+            {
+                Resolve(pending, ProposalStatus.Applied, result, null);
+            }
+            else
+            {
+                Resolve(pending, ProposalStatus.Lost, null, "overwritten by another leader's entry");
+            }
+        }
+    }
+
+    private void ServeReads(LogIndex appliedBeforeAdvance, LogIndex appliedInThisReady)
+    {
+        // Advance has not run yet: what this Ready applied counts as applied.
+        var applied = LogIndex.Max(appliedBeforeAdvance, appliedInThisReady);
+        while (_readsAwaitingApply.Count > 0 && _readsAwaitingApply.Peek().Index <= applied)
+        {
+            var (index, read) = _readsAwaitingApply.Dequeue();
+            AnswerRead(read, ReadOutcomeStatus.Ok, _stateMachine.Query(read.Query), index, NodeId.None, null);
+        }
+    }
+
+    /// <summary>Entries about to be stored replace ours from their first index on: proposals of ours they replace are lost.</summary>
+    private void ResolveOverwritten(IReadOnlyList<LogEntry> entries)
+    {
+        var first = entries[0].Index;
+        if (_proposals.Count == 0 || _proposals.Keys.Last() < first)
+        {
+            return;
+        }
+        var last = entries[^1].Index;
+        foreach (var pending in _proposals.Values.Where(p => p.Index >= first).ToList())
+        {
+            var kept = pending.Index <= last && entries[(int)(pending.Index.Value - first.Value)].Term == pending.Term;
+            if (!kept)
+            {
+                _proposals.Remove(pending.Index);
+                Resolve(pending, ProposalStatus.Lost, null, "overwritten by another leader's entry");
+            }
+        }
+    }
+
+    private void InstallSnapshot(SnapshotMetadata snapshot)
+    {
+        _store.InstallSnapshot(snapshot);
+        using (var stream = _snapshots.OpenRead(snapshot))
+        {
+            _stateMachine.Restore(stream);
+        }
+        _lastSnapshotIndex = snapshot.Index;
+        // Whatever we proposed at or below the snapshot may or may not be in it.
+        foreach (var pending in _proposals.Values.Where(p => p.Index <= snapshot.Index).ToList())
+        {
+            _proposals.Remove(pending.Index);
+            Resolve(pending, ProposalStatus.Unknown, null, "a snapshot from the leader replaced this node's log");
+        }
+        LogSnapshotInstalled(_node.Id, snapshot.Index.Value, snapshot.Term.Value);
+    }
+
+    // ---------------------------------------------------------------- snapshots of our own
+
+    private void MaybeStartSnapshot()
+    {
+        var applied = _node.AppliedIndex;
+        if (_snapshotInProgress || applied.Value - _lastSnapshotIndex.Value < (ulong)_options.SnapshotThresholdEntries)
+        {
+            return;
+        }
+        _snapshotInProgress = true;
+        var metadata = _node.SnapshotMetadataAtApplied();
+        var capture = _stateMachine.CaptureSnapshot();
+        // Writing happens off the loop, so that applies go on while it runs; the result comes back as an input.
+        _background.Run(() =>
+        {
+            Exception? error = null;
+            try
+            {
+                using var writer = _snapshots.Create(metadata);
+                capture.WriteTo(writer.Stream);
+                writer.Commit();
+            }
+            catch (Exception e) when (e is IOException or StorageException or UnauthorizedAccessException)
+            {
+                error = e;
+            }
+            Post(new NodeInput.SnapshotWritten(metadata, error));
+        });
+    }
+
+    private void HandleSnapshotWritten(NodeInput.SnapshotWritten written)
+    {
+        _snapshotInProgress = false;
+        if (written.Error is not null)
+        {
+            LogSnapshotFailed(_node.Id, written.Metadata.Index.Value, written.Error);
+            return;
+        }
+        var metadata = written.Metadata;
+        if (metadata.Index <= _lastSnapshotIndex)
+        {
+            return; // a snapshot from the leader overtook it
+        }
+        _lastSnapshotIndex = metadata.Index;
+        // Keep some entries behind the snapshot so that a follower slightly behind gets entries, not a whole snapshot.
+        var compactTo = new LogIndex(metadata.Index.Value > (ulong)_options.SnapshotKeepEntries ? metadata.Index.Value - (ulong)_options.SnapshotKeepEntries : 0);
+        if (compactTo > LogIndex.Zero && _node.TermAt(compactTo) is { } term && _storageFailure is null)
+        {
+            try
+            {
+                _store.Compact(compactTo, term);
+            }
+            catch (StorageException error)
+            {
+                StorageFailed(error);
+                return;
+            }
+        }
+        _node.SnapshotTaken(metadata, compactTo);
+        _observer.SnapshotTaken(metadata);
+        LogSnapshotTaken(_node.Id, metadata.Index.Value, compactTo.Value);
+    }
+
+    // ---------------------------------------------------------------- failure
+
+    /// <summary>
+    /// A write or fsync failed. It is never retried as if nothing happened (a failed fsync may have dropped dirty pages): the
+    /// node stops taking part (no messages in or out, so if it led, the others elect a new leader), refuses writes and
+    /// linearizable reads, and keeps answering stale reads from what it applied.
+    /// </summary>
+    private void StorageFailed(StorageException error)
+    {
+        _storageFailure = error.Message;
+        LogStorageFailed(_node.Id, error);
+        _observer.StorageFailed(error.Message);
+        FailEverythingPending("storage failed: " + error.Message);
+    }
+
+    private void FailEverythingPending(string reason)
+    {
+        foreach (var pending in _proposals.Values)
+        {
+            Resolve(pending, ProposalStatus.Unknown, null, reason);
+        }
+        _proposals.Clear();
+        foreach (var read in _readsAwaitingIndex.Values)
+        {
+            AnswerRead(read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, reason);
+        }
+        _readsAwaitingIndex.Clear();
+        while (_readsAwaitingApply.TryDequeue(out var waiting))
+        {
+            AnswerRead(waiting.Read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, reason);
+        }
+    }
+
+    /// <summary>The storage failure that stopped this node, or null.</summary>
+    public string? StorageFailure => _storageFailure;
+
+    // ---------------------------------------------------------------- answers
+
+    private void Resolve(PendingProposal pending, ProposalStatus status, object? result, string? reason) =>
+        Answer(pending.Completion, new ProposalOutcome(status, pending.Index, pending.Term, result, _node.Leader, reason));
+
+    private void Answer(TaskCompletionSource<ProposalOutcome> completion, ProposalOutcome outcome)
+    {
+        if (completion.TrySetResult(outcome))
+        {
+            Interlocked.Decrement(ref _pendingRequests);
+        }
+    }
+
+    private void AnswerRead(NodeInput.Read read, ReadOutcomeStatus status, object? result, LogIndex readIndex, NodeId leader, string? reason)
+    {
+        if (read.Completion.TrySetResult(new ReadOutcome(status, result, readIndex, _node.AppliedIndex, leader, reason)))
+        {
+            Interlocked.Decrement(ref _pendingRequests);
+        }
+    }
+
+    private sealed record PendingProposal(LogIndex Index, Term Term, TaskCompletionSource<ProposalOutcome> Completion);
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "{Node} is now {Role} in term {Term} (leader {Leader})")]
+    private partial void LogRoleChanged(NodeId node, Role role, ulong term, NodeId leader);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Node} installed the leader's snapshot at {Index}/{Term}")]
+    private partial void LogSnapshotInstalled(NodeId node, ulong index, ulong term);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "{Node} took a snapshot at {Index}; log compacted through {CompactedTo}")]
+    private partial void LogSnapshotTaken(NodeId node, ulong index, ulong compactedTo);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "{Node} could not write its snapshot at {Index}; it will try again")]
+    private partial void LogSnapshotFailed(NodeId node, ulong index, Exception error);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Critical, Message = "{Node} storage failed: it stops taking writes and leaves the cluster until restarted")]
+    private partial void LogStorageFailed(NodeId node, Exception error);
+}

@@ -1,0 +1,84 @@
+using RaftKv.RaftCore;
+
+namespace RaftKv.Node;
+
+/// <summary>Where the loop runs work that must not block it (writing a snapshot). The simulator runs it at a simulated time.</summary>
+public interface IWorkScheduler
+{
+    void Run(Action work);
+}
+
+public sealed class ThreadPoolWorkScheduler : IWorkScheduler
+{
+    public static readonly ThreadPoolWorkScheduler Instance = new();
+
+    private ThreadPoolWorkScheduler()
+    {
+    }
+
+    public void Run(Action work) => _ = Task.Run(work);
+}
+
+/// <summary>What the loop reports for metrics. Called on the loop; implementations must be cheap and must not block.</summary>
+public interface IRaftLoopObserver
+{
+    void Persisted(int entryCount, TimeSpan syncDuration);
+
+    void Applied(int entryCount, LogIndex appliedIndex, TimeSpan duration);
+
+    void RoleChanged(SoftState state);
+
+    void SnapshotTaken(SnapshotMetadata metadata);
+
+    void StorageFailed(string reason);
+}
+
+public sealed class NullRaftLoopObserver : IRaftLoopObserver
+{
+    public static readonly NullRaftLoopObserver Instance = new();
+
+    private NullRaftLoopObserver()
+    {
+    }
+
+    public void Persisted(int entryCount, TimeSpan syncDuration)
+    {
+    }
+
+    public void Applied(int entryCount, LogIndex appliedIndex, TimeSpan duration)
+    {
+    }
+
+    public void RoleChanged(SoftState state)
+    {
+    }
+
+    public void SnapshotTaken(SnapshotMetadata metadata)
+    {
+    }
+
+    public void StorageFailed(string reason)
+    {
+    }
+}
+
+/// <summary>Turns wall-clock time from a <see cref="TimeProvider"/> into the loop's ticks.</summary>
+public static class Ticker
+{
+    public static async Task RunAsync(RaftLoop loop, TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(loop);
+        using var timer = new PeriodicTimer(interval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                loop.Tick();
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping.
+        }
+    }
+}

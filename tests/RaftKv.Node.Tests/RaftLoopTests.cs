@@ -1,0 +1,247 @@
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using RaftKv.RaftCore;
+using RaftKv.Testing;
+
+namespace RaftKv.Node.Tests;
+
+public sealed class RaftLoopTests
+{
+    private static readonly NodeId N1 = new(1);
+
+    private sealed class InlineScheduler : IWorkScheduler
+    {
+        public void Run(Action work) => work();
+    }
+
+    private sealed class NoTransport : ITransport
+    {
+        public List<Message> Sent { get; } = [];
+
+        public void Send(Message message) => Sent.Add(message);
+    }
+
+    private sealed class Harness
+    {
+        public Harness(int voters = 1, NodeLoopOptions? options = null)
+        {
+            var config = ClusterConfig.Create(Enumerable.Range(1, voters).Select(i => new NodeId((ulong)i)));
+            var state = StartupState.Load(Store, Snapshots, config);
+            Raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, state);
+            Loop = new RaftLoop(Raft, Store, Snapshots, Transport, StateMachine, options ?? new NodeLoopOptions(), new InlineScheduler());
+        }
+
+        public MemoryLogStore Store { get; } = new();
+
+        public MemorySnapshotStore Snapshots { get; } = new();
+
+        public SimStateMachine StateMachine { get; } = new();
+
+        public NoTransport Transport { get; } = new();
+
+        public RaftNode Raft { get; }
+
+        public RaftLoop Loop { get; }
+
+        public void ElectSelf()
+        {
+            for (var i = 0; i < 25 && Raft.Role != Role.Leader; i++)
+            {
+                Loop.Tick();
+                Loop.ProcessPending();
+            }
+            Raft.Role.Should().Be(Role.Leader);
+        }
+
+        public T Run<T>(Task<T> task)
+        {
+            while (Loop.ProcessPending())
+            {
+            }
+            task.IsCompleted.Should().BeTrue("the loop answered within the step");
+            return task.Result;
+        }
+    }
+
+    private static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text);
+
+    /// <summary>The result of a task the synchronous loop already completed.</summary>
+    private static T Done<T>(Task<T> task)
+    {
+        task.IsCompleted.Should().BeTrue();
+        return task.Result;
+    }
+
+    [Fact]
+    public void A_proposal_completes_after_its_entry_is_persisted_and_applied()
+    {
+        var node = new Harness();
+        node.ElectSelf();
+        var syncsBefore = node.Store.SyncCount;
+
+        var outcome = node.Run(node.Loop.ProposeAsync(Bytes("k=v")));
+
+        outcome.Status.Should().Be(ProposalStatus.Applied);
+        outcome.Result.Should().Be(outcome.Index);
+        node.StateMachine.LastApplied.Should().Be(outcome.Index);
+        node.Store.SyncCount.Should().BeGreaterThan(syncsBefore);
+        // Power fails now, losing every write not fsynced: the acknowledged entry is still there.
+        node.Store.Crash(keepUnsynced: 0);
+        node.Store.Load().Entries.Should().Contain(e => e.Index == outcome.Index);
+    }
+
+    [Fact]
+    public void Proposals_that_arrive_together_share_one_fsync()
+    {
+        var node = new Harness();
+        node.ElectSelf();
+        var syncsBefore = node.Store.SyncCount;
+
+        var tasks = Enumerable.Range(0, 50).Select(i => node.Loop.ProposeAsync(Bytes($"k{i}=v"))).ToList();
+        while (node.Loop.ProcessPending())
+        {
+        }
+
+        tasks.Select(Done).Should().OnlyContain(o => o.Status == ProposalStatus.Applied);
+        (node.Store.SyncCount - syncsBefore).Should().Be(1);
+    }
+
+    [Fact]
+    public void A_linearizable_read_sees_every_write_applied_before_it()
+    {
+        var node = new Harness();
+        node.ElectSelf();
+        node.Run(node.Loop.ProposeAsync(Bytes("k=one")));
+        var write = node.Run(node.Loop.ProposeAsync(Bytes("k=two")));
+
+        var read = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: true));
+
+        write.Status.Should().Be(ProposalStatus.Applied);
+        read.Status.Should().Be(ReadOutcomeStatus.Ok);
+        ((SimReadResult)read.Result!).Value.Should().Be("two");
+        read.ReadIndex.Should().Be(write.Index);
+    }
+
+    [Fact]
+    public void A_follower_refuses_a_proposal_and_a_linearizable_read_but_serves_a_stale_read()
+    {
+        var node = new Harness(voters: 3);
+
+        var proposal = node.Run(node.Loop.ProposeAsync(Bytes("k=v")));
+        var linearizable = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: true));
+        var stale = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: false));
+
+        proposal.Status.Should().Be(ProposalStatus.NotLeader);
+        linearizable.Status.Should().Be(ReadOutcomeStatus.NotLeader);
+        stale.Status.Should().Be(ReadOutcomeStatus.Ok);
+    }
+
+    [Fact]
+    public void A_failed_fsync_stops_writes_for_good_but_stale_reads_go_on()
+    {
+        var node = new Harness();
+        node.ElectSelf();
+        node.Run(node.Loop.ProposeAsync(Bytes("k=before")));
+        node.Store.FailNextSync = true;
+
+        var failed = node.Run(node.Loop.ProposeAsync(Bytes("k=lost")));
+        var syncsAfterFailure = node.Store.SyncCount;
+        var after = node.Run(node.Loop.ProposeAsync(Bytes("k=after")));
+        var stale = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: false));
+        var linearizable = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: true));
+
+        failed.Status.Should().Be(ProposalStatus.Unknown, "the entry may or may not have reached the disk");
+        after.Status.Should().Be(ProposalStatus.Rejected);
+        after.Reason.Should().Contain("fsync failure");
+        node.Loop.StorageFailure.Should().Contain("EIO");
+        stale.Status.Should().Be(ReadOutcomeStatus.Ok);
+        ((SimReadResult)stale.Result!).Value.Should().Be("before");
+        linearizable.Status.Should().Be(ReadOutcomeStatus.Unavailable);
+        node.Store.FailNextSync.Should().BeFalse();
+        node.Store.SyncCount.Should().Be(syncsAfterFailure, "no fsync is attempted after one failed");
+    }
+
+    [Fact]
+    public void Requests_beyond_the_pending_bound_are_refused_at_once()
+    {
+        var node = new Harness(options: new NodeLoopOptions { MaxPendingRequests = 2 });
+        node.ElectSelf();
+
+        var tasks = Enumerable.Range(0, 3).Select(i => node.Loop.ProposeAsync(Bytes($"k{i}=v"))).ToList();
+
+        Done(tasks[2]).Status.Should().Be(ProposalStatus.Rejected);
+        Done(tasks[2]).Reason.Should().Contain("too many requests");
+        while (node.Loop.ProcessPending())
+        {
+        }
+        tasks.Take(2).Select(Done).Should().OnlyContain(o => o.Status == ProposalStatus.Applied);
+    }
+
+    [Fact]
+    public void A_snapshot_is_taken_past_the_threshold_and_the_log_is_compacted_behind_it()
+    {
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 20, SnapshotKeepEntries = 5 });
+        node.ElectSelf();
+
+        for (var i = 0; i < 30; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=v")));
+        }
+
+        node.Snapshots.Latest.Should().NotBeNull();
+        var snapshot = node.Snapshots.Latest!;
+        snapshot.Index.Value.Should().BeGreaterThanOrEqualTo(20);
+        node.Raft.Status().FirstIndex.Should().Be(new LogIndex(snapshot.Index.Value - 5 + 1));
+        node.Store.Load().BaseIndex.Should().Be(new LogIndex(snapshot.Index.Value - 5));
+    }
+
+    [Fact]
+    public void A_restarted_node_starts_its_state_machine_from_the_newest_snapshot()
+    {
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 10, SnapshotKeepEntries = 0 });
+        node.ElectSelf();
+        for (var i = 0; i < 15; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=v{i}")));
+        }
+        var hash = node.StateMachine.Hash;
+
+        var state = StartupState.Load(node.Store, node.Snapshots, ClusterConfig.Create([N1]));
+        var restarted = new SimStateMachine();
+        var raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 2 }, state);
+        var loop = new RaftLoop(raft, node.Store, node.Snapshots, node.Transport, restarted, new NodeLoopOptions(), new InlineScheduler());
+        for (var i = 0; i < 25 && raft.AppliedIndex < raft.LastIndex; i++)
+        {
+            loop.Tick();
+            loop.ProcessPending();
+        }
+
+        restarted.Hash.Should().Be(hash);
+        restarted.Count.Should().Be(15);
+    }
+
+    [Fact]
+    public async Task The_ticker_turns_time_into_ticks_and_a_running_loop_elects_itself()
+    {
+        var time = new FakeTimeProvider();
+        var node = new Harness();
+        using var stop = new CancellationTokenSource();
+        var loop = node.Loop.RunAsync(stop.Token);
+        var ticker = Ticker.RunAsync(node.Loop, TimeSpan.FromMilliseconds(10), time, stop.Token);
+
+        // Each step moves fake time by one tick and waits for the loop to answer a status request.
+        var status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < 500 && status.Raft.Role != Role.Leader; i++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(10));
+            status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        var outcome = await node.Loop.ProposeAsync(Bytes("k=v")).WaitAsync(TimeSpan.FromSeconds(10));
+
+        status.Raft.Role.Should().Be(Role.Leader);
+        outcome.Status.Should().Be(ProposalStatus.Applied);
+        await stop.CancelAsync();
+        await loop.WaitAsync(TimeSpan.FromSeconds(10));
+        await ticker.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+}

@@ -1,0 +1,102 @@
+using System.Text;
+using RaftKv.RaftCore;
+using RaftKv.Testing.Simulation;
+
+namespace RaftKv.Simulation.Tests;
+
+/// <summary>The checker must fail on histories that break Raft: each test feeds it one.</summary>
+public sealed class SafetyCheckerTests
+{
+    private static readonly NodeId N1 = new(1), N2 = new(2), N3 = new(3);
+    private static readonly ClusterConfig Config = ClusterConfig.Create([N1, N2, N3]);
+
+    private static LogEntry Entry(ulong index, ulong term, string data) => new(new LogIndex(index), new Term(term), EntryKind.Normal, Encoding.UTF8.GetBytes(data));
+
+    private static SafetyChecker CheckerWith(params NodeId[] nodes)
+    {
+        var checker = new SafetyChecker();
+        foreach (var node in nodes)
+        {
+            checker.NodeLoaded(node, PersistentState.Bootstrap(Config));
+        }
+        return checker;
+    }
+
+    /// <summary>A node that became leader of term 2 with one granted vote, as if the voter had voted twice.</summary>
+    private static RaftNode LeaderOfTerm2(NodeId id)
+    {
+        var node = new RaftNode(new RaftOptions { Id = id, RandomSeed = 1, PreVote = false }, PersistentState.Bootstrap(Config));
+        node.Campaign();
+        node.Step(new RequestVoteResponse(N3, id, new Term(2), Granted: true, PreVote: false));
+        node.Role.Should().Be(Role.Leader);
+        return node;
+    }
+
+    [Fact]
+    public void Two_leaders_in_one_term_break_election_safety()
+    {
+        var checker = CheckerWith(N1, N2);
+        var first = LeaderOfTerm2(N1);
+        var second = LeaderOfTerm2(N2);
+        checker.Appended(N1, [first.Entries(new LogIndex(2), new LogIndex(2))[0]]);
+        checker.Appended(N2, [second.Entries(new LogIndex(2), new LogIndex(2))[0]]);
+
+        checker.AfterStep(N1, first);
+        var check = () => checker.AfterStep(N2, second);
+
+        check.Should().Throw<SafetyViolationException>().WithMessage("election safety: n1 and n2 both led term 2");
+    }
+
+    [Fact]
+    public void The_same_index_and_term_after_different_histories_breaks_log_matching()
+    {
+        var checker = CheckerWith(N1, N2);
+        checker.Appended(N1, [Entry(2, 2, "a"), Entry(3, 2, "b")]);
+
+        var diverge = () => checker.Appended(N2, [Entry(2, 2, "x"), Entry(3, 2, "b")]);
+
+        diverge.Should().Throw<SafetyViolationException>().WithMessage("log matching: n2 holds entry i2/t2*");
+    }
+
+    [Fact]
+    public void Two_nodes_applying_different_entries_at_one_index_break_state_machine_safety()
+    {
+        var checker = CheckerWith(N1, N2);
+        checker.Applied(N1, Entry(2, 2, "a"));
+
+        var apply = () => checker.Applied(N2, Entry(2, 2, "b"));
+
+        apply.Should().Throw<SafetyViolationException>().WithMessage("state machine safety*");
+    }
+
+    [Fact]
+    public void Applying_a_write_its_client_was_told_failed_is_caught()
+    {
+        var checker = CheckerWith(N1);
+        checker.ToldNotApplied("k=v");
+
+        var apply = () => checker.Applied(N1, Entry(2, 2, "k=v"));
+
+        apply.Should().Throw<SafetyViolationException>().WithMessage("*told was never applied");
+    }
+
+    [Fact]
+    public void A_leader_without_a_committed_entry_breaks_leader_completeness()
+    {
+        var checker = CheckerWith(N1, N2, N3);
+        // n1 and n2 hold and commit index 2 of term 1; n3 never got it and then leads term 2.
+        var committed = new RaftNode(new RaftOptions { Id = N2, RandomSeed = 1 },
+            new PersistentState(new HardState(new Term(1), NodeId.None, new LogIndex(2)), null, LogIndex.Zero, Term.Zero,
+                [.. PersistentState.Bootstrap(Config).Entries, Entry(2, 1, "a")]));
+        checker.Appended(N2, [Entry(2, 1, "a")]);
+        checker.AfterStep(N2, committed);
+        var leader = new RaftNode(new RaftOptions { Id = N3, RandomSeed = 1, PreVote = false }, PersistentState.Bootstrap(Config));
+        leader.Campaign();
+        leader.Step(new RequestVoteResponse(N1, N3, new Term(2), Granted: true, PreVote: false));
+        checker.Appended(N3, [leader.Entries(new LogIndex(2), new LogIndex(2))[0]]);
+
+        var check = () => checker.AfterStep(N3, leader);
+
+        check.Should().Throw<SafetyViolationException>().WithMessage("leader completeness*");
+    }
+}

@@ -1,0 +1,89 @@
+using System.Globalization;
+using RaftKv.Testing.Simulation;
+
+namespace RaftKv.Simulation.Tests;
+
+/// <summary>
+/// Which seeds CI runs. By default 2,000 seeds: even seeds on 3 nodes, odd seeds on 5, each with every fault kind.
+/// RAFTKV_SIM_SEEDS sets how many and RAFTKV_SIM_FIRST_SEED where to start, for longer soaks.
+/// </summary>
+public static class SeedBatches
+{
+    public const int BatchCount = 10;
+
+    public static int TotalSeeds => ReadInt("RAFTKV_SIM_SEEDS", 2_000);
+
+    public static int FirstSeed => ReadInt("RAFTKV_SIM_FIRST_SEED", 0);
+
+    public static TheoryData<int> Batches()
+    {
+        var data = new TheoryData<int>();
+        for (var i = 0; i < BatchCount; i++)
+        {
+            data.Add(i);
+        }
+        return data;
+    }
+
+    /// <summary>The seeds of one batch with the given parity (0: 3-node seeds, 1: 5-node seeds).</summary>
+    public static IEnumerable<int> Seeds(int batch, int parity)
+    {
+        var perParity = TotalSeeds / 2;
+        var perBatch = (perParity + BatchCount - 1) / BatchCount;
+        for (var k = batch * perBatch; k < Math.Min(perParity, (batch + 1) * perBatch); k++)
+        {
+            yield return FirstSeed + (2 * k) + parity;
+        }
+    }
+
+    /// <summary>Runs the seeds and returns what they did together; a failing seed throws with its replay command.</summary>
+    public static BatchSummary Run(IEnumerable<int> seeds)
+    {
+        var summary = new BatchSummary();
+        foreach (var seed in seeds)
+        {
+            var result = new Simulator(SimulationOptions.ForSeed(seed)).Run();
+            summary.Add(result);
+        }
+        return summary;
+    }
+
+    private static int ReadInt(string name, int fallback) =>
+        int.TryParse(Environment.GetEnvironmentVariable(name), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : fallback;
+}
+
+public sealed class BatchSummary
+{
+    public int Seeds { get; private set; }
+
+    public long AcknowledgedWrites { get; private set; }
+
+    public long Reads { get; private set; }
+
+    public long Elections { get; private set; }
+
+    public int SeedsWithSnapshots { get; private set; }
+
+    public Dictionary<FaultKinds, int> Faults { get; } = [];
+
+    public void Add(SimulationResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        Seeds++;
+        AcknowledgedWrites += result.AcknowledgedWrites;
+        Reads += result.Reads;
+        Elections += result.LeadersElected;
+        if (result.SnapshotsHeld > 0)
+        {
+            SeedsWithSnapshots++;
+        }
+        foreach (var (kind, count) in result.Faults)
+        {
+            Faults[kind] = Faults.GetValueOrDefault(kind) + count;
+        }
+    }
+
+    public override string ToString() =>
+        $"{Seeds} seeds: {AcknowledgedWrites} acknowledged writes, {Reads} linearizable reads, {Elections} leaders elected, " +
+        $"{SeedsWithSnapshots} seeds took snapshots; faults: " + string.Join(", ", Faults.OrderBy(f => f.Key).Select(f => $"{f.Key} {f.Value}"));
+}

@@ -1,0 +1,43 @@
+using RaftKv.Testing.Simulation;
+using Xunit.Abstractions;
+
+namespace RaftKv.Simulation.Tests;
+
+// Two classes so that xunit runs the 3-node and the 5-node seeds on both cores at once.
+
+public sealed class ThreeNodeClusterSimulation(ITestOutputHelper output)
+{
+    [Theory]
+    [MemberData(nameof(SeedBatches.Batches), MemberType = typeof(SeedBatches))]
+    public void Every_seed_keeps_raft_safe_and_converges_after_faults_heal(int batch) =>
+        SeededRuns.RunBatch(SeedBatches.Seeds(batch, parity: 0), output);
+}
+
+public sealed class FiveNodeClusterSimulation(ITestOutputHelper output)
+{
+    [Theory]
+    [MemberData(nameof(SeedBatches.Batches), MemberType = typeof(SeedBatches))]
+    public void Every_seed_keeps_raft_safe_and_converges_after_faults_heal(int batch) =>
+        SeededRuns.RunBatch(SeedBatches.Seeds(batch, parity: 1), output);
+}
+
+internal static class SeededRuns
+{
+    public static void RunBatch(IEnumerable<int> seeds, ITestOutputHelper output)
+    {
+        var summary = SeedBatches.Run(seeds);
+        output.WriteLine(summary.ToString());
+        if (summary.Seeds == 0)
+        {
+            return;
+        }
+        // The batch really exercised the cluster: clients got answers, and every kind of fault happened.
+        summary.AcknowledgedWrites.Should().BeGreaterThan(summary.Seeds, "clients get writes acknowledged in the runs");
+        summary.Reads.Should().BeGreaterThan(0);
+        summary.SeedsWithSnapshots.Should().BeGreaterThan(0);
+        foreach (var kind in new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure })
+        {
+            summary.Faults.GetValueOrDefault(kind).Should().BeGreaterThan(0, $"every batch injects {kind}");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
+using RaftKv.RaftCore;
+
+namespace RaftKv.Testing.Simulation;
+
+/// <summary>
+/// Checks Raft's safety properties (Raft paper, Figure 3) as a simulation runs, from what it observes of every node:
+/// <list type="bullet">
+/// <item>election safety: at most one leader per term;</item>
+/// <item>log matching: two logs with an entry of the same index and term hold the same entries up to it (checked with a
+/// hash chain over each log: same (index, term) must mean the same chain value);</item>
+/// <item>leader completeness: a new leader holds every entry committed so far;</item>
+/// <item>state machine safety: no two nodes apply different entries at one index;</item>
+/// <item>term, commit and applied never go back within a node's life, and applied never passes commit.</item>
+/// </list>
+/// Violations throw <see cref="SafetyViolationException"/>.
+/// </summary>
+public sealed class SafetyChecker
+{
+    private readonly Dictionary<(ulong Index, ulong Term), ulong> _chainOfEntry = [];
+    private readonly Dictionary<ulong, ulong> _committedChain = [];
+    private readonly Dictionary<ulong, (ulong Term, string Data)> _applied = [];
+    private readonly HashSet<string> _appliedData = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _notApplied = new(StringComparer.Ordinal);
+    private readonly Dictionary<ulong, NodeId> _leaderOfTerm = [];
+    private readonly Dictionary<NodeId, NodeLog> _logs = [];
+    private readonly Dictionary<NodeId, Watermarks> _watermarks = [];
+    private (LogIndex Index, ulong Chain) _maxCommitted;
+
+    public int LeadersElected => _leaderOfTerm.Count;
+
+    public int AppliedEntries => _applied.Count;
+
+    /// <summary>A node (re)started with this state: rebuild its hash chain and check it against everyone's.</summary>
+    public void NodeLoaded(NodeId node, PersistentState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var log = new NodeLog(state.BaseIndex, BaseChain(node, state.BaseIndex, state.BaseTerm));
+        _logs[node] = log;
+        _watermarks[node] = new Watermarks();
+        if (state.Entries.Count > 0)
+        {
+            Appended(node, state.Entries);
+        }
+    }
+
+    /// <summary>A node stored these entries (cutting anything from the first one's index on).</summary>
+    public void Appended(NodeId node, IReadOnlyList<LogEntry> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        var log = _logs[node];
+        var first = entries[0].Index;
+        log.CutFrom(first);
+        var previous = log.ChainAt(first.Previous());
+        foreach (var entry in entries)
+        {
+            var chain = Chain(previous, entry);
+            var key = (entry.Index.Value, entry.Term.Value);
+            if (_chainOfEntry.TryGetValue(key, out var known) && known != chain)
+            {
+                throw new SafetyViolationException(
+                    $"log matching: {node} holds entry {entry.Index}/{entry.Term} after a history that differs from another node's entry {entry.Index}/{entry.Term}");
+            }
+            _chainOfEntry[key] = chain;
+            log.Add(chain);
+            previous = chain;
+        }
+    }
+
+    /// <summary>A node replaced its log with a snapshot from the leader.</summary>
+    public void SnapshotInstalled(NodeId node, SnapshotMetadata snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        _logs[node] = new NodeLog(snapshot.Index, BaseChain(node, snapshot.Index, snapshot.Term));
+    }
+
+    /// <summary>A node applied an entry to its state machine.</summary>
+    public void Applied(NodeId node, LogEntry entry)
+    {
+        var data = Encoding.UTF8.GetString(entry.Data.Span);
+        if (_applied.TryGetValue(entry.Index.Value, out var earlier))
+        {
+            if (earlier.Term != entry.Term.Value || earlier.Data != data)
+            {
+                throw new SafetyViolationException(
+                    $"state machine safety: {node} applied {entry.Index}/{entry.Term} '{data}' where another node applied {entry.Index}/t{earlier.Term} '{earlier.Data}'");
+            }
+            return;
+        }
+        if (_notApplied.Contains(data))
+        {
+            throw new SafetyViolationException($"{node} applied '{data}' at {entry.Index}, which its client was told was never applied");
+        }
+        _applied[entry.Index.Value] = (entry.Term.Value, data);
+        _appliedData.Add(data);
+    }
+
+    /// <summary>A client was told its write was not applied (refused, not leader, or overwritten): it must never be.</summary>
+    public void ToldNotApplied(string data)
+    {
+        if (_appliedData.Contains(data))
+        {
+            throw new SafetyViolationException($"a client was told '{data}' was not applied, but it was");
+        }
+        _notApplied.Add(data);
+    }
+
+    /// <summary>After every step of a node: the per-node and cross-node checks.</summary>
+    public void AfterStep(NodeId node, RaftNode raft)
+    {
+        ArgumentNullException.ThrowIfNull(raft);
+        var marks = _watermarks[node];
+        if (raft.Term < marks.Term)
+        {
+            throw new SafetyViolationException($"{node}: term went back from {marks.Term} to {raft.Term}");
+        }
+        if (raft.CommitIndex < marks.Commit)
+        {
+            throw new SafetyViolationException($"{node}: commit went back from {marks.Commit} to {raft.CommitIndex}");
+        }
+        if (raft.AppliedIndex < marks.Applied)
+        {
+            throw new SafetyViolationException($"{node}: applied went back from {marks.Applied} to {raft.AppliedIndex}");
+        }
+        if (raft.AppliedIndex > raft.CommitIndex)
+        {
+            throw new SafetyViolationException($"{node}: applied {raft.AppliedIndex} passed commit {raft.CommitIndex}");
+        }
+
+        var log = _logs[node];
+        if (raft.LastIndex != log.LastIndex)
+        {
+            throw new SafetyViolationException($"{node}: its log ends at {raft.LastIndex} but its store at {log.LastIndex} after a step");
+        }
+
+        // Committed entries are the same everywhere and never change.
+        var commit = raft.CommitIndex;
+        if (commit > marks.Commit || !_committedChain.ContainsKey(commit.Value))
+        {
+            var chain = log.ChainAt(commit);
+            if (_committedChain.TryGetValue(commit.Value, out var known) && known != chain)
+            {
+                throw new SafetyViolationException($"{node} committed a different entry at {commit} than another node did");
+            }
+            _committedChain[commit.Value] = chain;
+            if (commit > _maxCommitted.Index)
+            {
+                _maxCommitted = (commit, chain);
+            }
+        }
+
+        if (raft.Role == Role.Leader)
+        {
+            var term = raft.Term.Value;
+            if (_leaderOfTerm.TryGetValue(term, out var other) && other != node)
+            {
+                throw new SafetyViolationException($"election safety: {other} and {node} both led term {term}");
+            }
+            if (!_leaderOfTerm.ContainsKey(term) || marks.Role != Role.Leader)
+            {
+                _leaderOfTerm[term] = node;
+                // Leader completeness: every entry committed before this leader took over is in its log.
+                var (committedIndex, committedChain) = _maxCommitted;
+                if (committedIndex > raft.LastIndex)
+                {
+                    throw new SafetyViolationException(
+                        $"leader completeness: {node} leads term {term} with a log ending at {raft.LastIndex}, but {committedIndex} was committed");
+                }
+                if (committedIndex >= log.BaseIndex && log.ChainAt(committedIndex) != committedChain)
+                {
+                    throw new SafetyViolationException(
+                        $"leader completeness: {node} leads term {term} without the committed entry at {committedIndex}");
+                }
+            }
+        }
+
+        marks.Term = raft.Term;
+        marks.Commit = raft.CommitIndex;
+        marks.Applied = raft.AppliedIndex;
+        marks.Role = raft.Role;
+    }
+
+    /// <summary>The data applied at <paramref name="index"/>, if any node applied it.</summary>
+    public string? AppliedAt(LogIndex index) => _applied.TryGetValue(index.Value, out var applied) ? applied.Data : null;
+
+    private ulong BaseChain(NodeId node, LogIndex index, Term term)
+    {
+        if (index == LogIndex.Zero)
+        {
+            return 0;
+        }
+        if (!_chainOfEntry.TryGetValue((index.Value, term.Value), out var chain))
+        {
+            throw new SafetyViolationException($"{node} starts from {index}/{term}, an entry no node ever stored");
+        }
+        return chain;
+    }
+
+    private static ulong Chain(ulong previous, LogEntry entry)
+    {
+        Span<byte> head = stackalloc byte[25];
+        BinaryPrimitives.WriteUInt64LittleEndian(head, previous);
+        BinaryPrimitives.WriteUInt64LittleEndian(head[8..], entry.Index.Value);
+        BinaryPrimitives.WriteUInt64LittleEndian(head[16..], entry.Term.Value);
+        head[24] = (byte)entry.Kind;
+        var hasher = new XxHash64();
+        hasher.Append(head);
+        hasher.Append(entry.Data.Span);
+        return hasher.GetCurrentHashAsUInt64();
+    }
+
+    private sealed class Watermarks
+    {
+        public Term Term { get; set; }
+
+        public LogIndex Commit { get; set; }
+
+        public LogIndex Applied { get; set; }
+
+        public Role Role { get; set; }
+    }
+
+    /// <summary>One node's log as a hash chain: chain[i] covers every entry up to index BaseIndex + 1 + i.</summary>
+    private sealed class NodeLog(LogIndex baseIndex, ulong baseChain)
+    {
+        private readonly List<ulong> _chains = [];
+
+        public LogIndex BaseIndex { get; } = baseIndex;
+
+        public LogIndex LastIndex => BaseIndex.Plus(_chains.Count);
+
+        public ulong ChainAt(LogIndex index)
+        {
+            if (index == BaseIndex)
+            {
+                return baseChain;
+            }
+            if (index < BaseIndex || index > LastIndex)
+            {
+                throw new SafetyViolationException($"asked for the entry at {index} of a log holding ({BaseIndex}, {LastIndex}]");
+            }
+            return _chains[(int)(index.Value - BaseIndex.Value - 1)];
+        }
+
+        public void CutFrom(LogIndex index)
+        {
+            if (index <= BaseIndex || index.Value > LastIndex.Value + 1)
+            {
+                throw new SafetyViolationException($"a store appended at {index} to a log holding ({BaseIndex}, {LastIndex}]");
+            }
+            var keep = (int)(index.Value - BaseIndex.Value - 1);
+            _chains.RemoveRange(keep, _chains.Count - keep);
+        }
+
+        public void Add(ulong chain) => _chains.Add(chain);
+    }
+}
+
+public sealed class SafetyViolationException : Exception
+{
+    public SafetyViolationException(string message) : base(message)
+    {
+    }
+
+    public SafetyViolationException()
+    {
+    }
+
+    public SafetyViolationException(string message, Exception innerException) : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,715 @@
+using System.Globalization;
+using System.IO.Hashing;
+using System.Text;
+using RaftKv.Node;
+using RaftKv.RaftCore;
+
+namespace RaftKv.Testing.Simulation;
+
+/// <summary>
+/// A whole cluster in one thread: N nodes running the real <see cref="RaftLoop"/> and <see cref="RaftNode"/> on in-memory
+/// disks, a simulated network, a virtual clock, concurrent clients and seeded faults. One seed decides everything.
+/// After every step of every node it runs the <see cref="SafetyChecker"/>; at the end it heals every fault, waits for the
+/// cluster to converge, and checks that every acknowledged write is applied on every node and that no read was stale.
+/// </summary>
+public sealed class Simulator
+{
+    private const int ClientTimeoutMs = 1_000;
+
+    private readonly SimulationOptions _options;
+    private readonly Random _random;
+    private readonly PriorityQueue<Action, (long Time, long Sequence)> _events = new();
+    private readonly SimNode[] _nodes;
+    private readonly SafetyChecker _checker = new();
+    private readonly List<SimClient> _clients = [];
+    private readonly List<string> _trace = [];
+    private readonly XxHash64 _traceHash = new();
+    private readonly Dictionary<FaultKinds, int> _faultCounts = [];
+    private readonly HashSet<(NodeId From, NodeId To)> _cutLinks = [];
+    private readonly List<(LogIndex Index, string Data)> _acknowledged = [];
+    private readonly ClusterConfig _config;
+    private readonly NodeLoopOptions _loopOptions;
+
+    private long _now;
+    private long _sequence;
+    private long _eventCount;
+    private long _messagesSent;
+    private long _maxAcknowledgedIndex;
+    private int _reads;
+    private int _partitionGeneration;
+    private bool _faultsActive = true;
+    private bool _clientsActive = true;
+
+    // Network behaviour, drawn from the seed.
+    private readonly double _dropRate;
+    private readonly double _duplicateRate;
+    private readonly double _spikeRate;
+
+    public Simulator(SimulationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options;
+        _random = new Random(options.Seed);
+        _nodes = [.. Enumerable.Range(1, options.NodeCount).Select(i => new SimNode(new NodeId((ulong)i)))];
+        _config = ClusterConfig.Create(_nodes.Select(n => n.Id));
+        _dropRate = Has(FaultKinds.Drop) ? _random.NextDouble() * 0.15 : 0;
+        _duplicateRate = Has(FaultKinds.Duplicate) ? _random.NextDouble() * 0.05 : 0;
+        _spikeRate = Has(FaultKinds.Reorder) ? _random.NextDouble() * 0.10 : 0;
+        // Small snapshot thresholds, so that compaction and InstallSnapshot happen in most runs.
+        _loopOptions = new NodeLoopOptions
+        {
+            SnapshotThresholdEntries = _random.Next(20, 200),
+            SnapshotKeepEntries = _random.Next(0, 40),
+            MaxBatchInputs = _random.Next(1, 64),
+        };
+    }
+
+    public long Now => _now;
+
+    public SimulationResult Run()
+    {
+        try
+        {
+            foreach (var node in _nodes)
+            {
+                StartNode(node);
+                var phase = _random.Next(_options.TickMs);
+                At(phase, () => TickNode(node));
+            }
+            for (var i = 0; i < _options.Clients; i++)
+            {
+                var client = new SimClient(i + 1);
+                _clients.Add(client);
+                At(_random.Next(50), () => StartOperation(client));
+            }
+            ScheduleFaults();
+            RunUntil(_options.FaultPhaseMs);
+
+            HealEverything();
+            var deadline = _options.FaultPhaseMs + _options.ConvergeWithinMs;
+            while (!Converged())
+            {
+                if (_now >= deadline)
+                {
+                    throw new SafetyViolationException($"liveness: the cluster did not converge within {_options.ConvergeWithinMs} ms of healing. {DescribeNodes()}");
+                }
+                RunUntil(_now + 20);
+            }
+            CheckFinalState();
+            return new SimulationResult(_options.Seed, _options.NodeCount, _eventCount, _messagesSent, _acknowledged.Count, _reads,
+                _checker.LeadersElected, _checker.AppliedEntries, new Dictionary<FaultKinds, int>(_faultCounts), _trace,
+                _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots.Count));
+        }
+        catch (Exception e) when (e is SafetyViolationException or InvariantViolationException)
+        {
+            var tail = _trace.Count > 0 ? "\nlast events:\n  " + string.Join("\n  ", _trace.TakeLast(40)) : "";
+            throw new SimulationFailureException(
+                $"seed {_options.Seed} ({_options.NodeCount} nodes) failed at {_now} ms: {e.Message}\nreplay: {_options.ReplayCommand}{tail}", e);
+        }
+    }
+
+    private bool Has(FaultKinds kind) => (_options.Faults & kind) != 0;
+
+    // ---------------------------------------------------------------- the event loop
+
+    private void At(long delayMs, Action action) => _events.Enqueue(action, (_now + Math.Max(0, delayMs), _sequence++));
+
+    private void RunUntil(long time)
+    {
+        while (_events.TryPeek(out _, out var key) && key.Time <= time)
+        {
+            var action = _events.Dequeue();
+            _now = key.Time;
+            _eventCount++;
+            action();
+        }
+        _now = Math.Max(_now, time);
+    }
+
+    private void Trace(string text)
+    {
+        _traceHash.Append(Encoding.UTF8.GetBytes(text));
+        if (_options.RecordTrace)
+        {
+            _trace.Add(_now.ToString(CultureInfo.InvariantCulture).PadLeft(6) + " " + text);
+        }
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    private void StartNode(SimNode node)
+    {
+        node.Incarnation++;
+        node.Up = true;
+        node.StorageFailed = false;
+        var state = StartupState.Load(node.Store, node.Snapshots, _config);
+        _checker.NodeLoaded(node.Id, state);
+        node.Store.OnAppend = entries => _checker.Appended(node.Id, entries);
+        node.Store.OnInstallSnapshot = snapshot => _checker.SnapshotInstalled(node.Id, snapshot);
+        var raftOptions = new RaftOptions
+        {
+            Id = node.Id,
+            RandomSeed = _random.Next(),
+            ElectionTimeoutTicks = _options.ElectionTimeoutTicks,
+            HeartbeatIntervalTicks = _options.HeartbeatIntervalTicks,
+            MaxInflightAppends = _random.Next(1, 64),
+            MaxAppendBytes = _random.Next(64, 4096),
+            SnapshotTimeoutTicks = 50,
+        };
+        node.Raft = new RaftNode(raftOptions, state);
+        var stateMachine = new SimStateMachine { OnApply = entry => _checker.Applied(node.Id, entry) };
+        node.StateMachine = stateMachine;
+        var incarnation = node.Incarnation;
+        node.Loop = new RaftLoop(node.Raft, node.Store, node.Snapshots, new SimTransport(this, node, incarnation), stateMachine, _loopOptions,
+            new SimWorkScheduler(this, node, incarnation));
+        _checker.AfterStep(node.Id, node.Raft);
+        Trace($"{node.Id} start #{incarnation} term={state.HardState.Term.Value} last={state.LastIndex.Value} base={state.BaseIndex.Value}");
+    }
+
+    private void TickNode(SimNode node)
+    {
+        if (node.Up)
+        {
+            node.Loop!.Tick();
+            ScheduleProcess(node, 0);
+        }
+        At(_options.TickMs, () => TickNode(node));
+    }
+
+    private void ScheduleProcess(SimNode node, int delayMs)
+    {
+        if (node.ProcessScheduled || !node.Up)
+        {
+            return;
+        }
+        node.ProcessScheduled = true;
+        var incarnation = node.Incarnation;
+        At(delayMs, () => ProcessNode(node, incarnation));
+    }
+
+    private void ProcessNode(SimNode node, int incarnation)
+    {
+        if (node.Incarnation != incarnation)
+        {
+            return;
+        }
+        node.ProcessScheduled = false;
+        if (!node.Up)
+        {
+            return;
+        }
+        var before = node.Raft!.SoftState;
+        try
+        {
+            while (node.Loop!.ProcessPending())
+            {
+            }
+        }
+        catch (SimulatedCrashException)
+        {
+            Crash(node, "crash during fsync");
+            At(_random.Next(50, 1_000), () => Restart(node));
+            return;
+        }
+        if (node.Loop.StorageFailure is not null && !node.StorageFailed)
+        {
+            node.StorageFailed = true;
+            Trace($"{node.Id} storage failed: {node.Loop.StorageFailure}");
+            // An operator restarts the node; what the failed fsync held may or may not be on disk.
+            At(_random.Next(100, 1_000), () =>
+            {
+                if (node.Incarnation == incarnation)
+                {
+                    Crash(node, "operator restart after fsync failure");
+                    Restart(node);
+                }
+            });
+        }
+        var after = node.Raft.SoftState;
+        if (after != before)
+        {
+            Trace($"{node.Id} {after.Role} t{after.Term.Value} leader={after.Leader}");
+        }
+        _checker.AfterStep(node.Id, node.Raft);
+        CompleteOperations(node);
+    }
+
+    private void Crash(SimNode node, string why)
+    {
+        if (!node.Up)
+        {
+            return;
+        }
+        var unsynced = node.Store.UnsyncedWrites;
+        var kept = _random.Next(unsynced + 1);
+        node.Store.Crash(kept);
+        node.Up = false;
+        node.Loop = null;
+        node.Raft = null;
+        node.StateMachine = null;
+        node.ProcessScheduled = false;
+        node.Incarnation++;
+        Trace($"{node.Id} crash ({why}), kept {kept} of {unsynced} unsynced writes");
+    }
+
+    private void Restart(SimNode node)
+    {
+        if (!node.Up)
+        {
+            StartNode(node);
+        }
+    }
+
+    // ---------------------------------------------------------------- network
+
+    private void Send(SimNode from, int incarnation, Message message)
+    {
+        if (from.Incarnation != incarnation || !from.Up)
+        {
+            return;
+        }
+        _messagesSent++;
+        var to = _nodes[(int)message.To.Value - 1];
+        if (_cutLinks.Contains((message.From, message.To)))
+        {
+            Trace("cut  " + message);
+            NotifySnapshotOutcome(message, delivered: false);
+            return;
+        }
+        if (_faultsActive && _random.NextDouble() < _dropRate)
+        {
+            Trace("drop " + message);
+            NotifySnapshotOutcome(message, delivered: false);
+            return;
+        }
+        var copies = _faultsActive && _random.NextDouble() < _duplicateRate ? 2 : 1;
+        for (var i = 0; i < copies; i++)
+        {
+            var delay = _random.Next(1, 5);
+            if (_faultsActive && _random.NextDouble() < _spikeRate)
+            {
+                delay += _random.Next(20, 200);
+            }
+            At(delay, () => Deliver(to, message));
+        }
+    }
+
+    private void Deliver(SimNode to, Message message)
+    {
+        if (!to.Up || _cutLinks.Contains((message.From, message.To)))
+        {
+            Trace("lost " + message);
+            NotifySnapshotOutcome(message, delivered: false);
+            return;
+        }
+        if (message is InstallSnapshot install)
+        {
+            // The snapshot's bytes travel beside the message, from the sender's store into the receiver's.
+            var from = _nodes[(int)message.From.Value - 1];
+            if (!from.Snapshots.TryGetBytes(install.Snapshot, out var data))
+            {
+                Trace("gone " + message);
+                NotifySnapshotOutcome(message, delivered: false);
+                return;
+            }
+            to.Snapshots.Put(install.Snapshot, data);
+            NotifySnapshotOutcome(message, delivered: true);
+        }
+        Trace("recv " + message);
+        to.Loop!.Deliver(message);
+        ScheduleProcess(to, _random.Next(2));
+    }
+
+    private void NotifySnapshotOutcome(Message message, bool delivered)
+    {
+        if (message is not InstallSnapshot)
+        {
+            return;
+        }
+        var from = _nodes[(int)message.From.Value - 1];
+        if (from.Up)
+        {
+            from.Loop!.ReportSnapshotSent(message.To, delivered);
+            ScheduleProcess(from, 1);
+        }
+    }
+
+    // ---------------------------------------------------------------- faults
+
+    private void ScheduleFaults()
+    {
+        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure }.Where(Has).ToArray();
+        if (kinds.Length == 0)
+        {
+            return;
+        }
+        long time = _random.Next(100, 400);
+        while (time < _options.FaultPhaseMs - 100)
+        {
+            var kind = kinds[_random.Next(kinds.Length)];
+            At(time, () => InjectFault(kind));
+            time += _random.Next(100, 600);
+        }
+    }
+
+    private void InjectFault(FaultKinds kind)
+    {
+        if (!_faultsActive)
+        {
+            return;
+        }
+        var up = _nodes.Where(n => n.Up).ToArray();
+        switch (kind)
+        {
+            case FaultKinds.Partition:
+                Partition();
+                break;
+            case FaultKinds.Crash when up.Length > 0:
+                var victim = up[_random.Next(up.Length)];
+                Crash(victim, "killed");
+                At(_random.Next(50, 1_500), () => Restart(victim));
+                break;
+            case FaultKinds.CrashDuringSync when up.Length > 0:
+                up[_random.Next(up.Length)].Store.CrashOnNextSync = true;
+                break;
+            case FaultKinds.FsyncFailure when up.Length > 0:
+                up[_random.Next(up.Length)].Store.FailNextSync = true;
+                break;
+            default:
+                return;
+        }
+        _faultCounts[kind] = _faultCounts.GetValueOrDefault(kind) + 1;
+    }
+
+    private void Partition()
+    {
+        var ids = _nodes.Select(n => n.Id).ToList();
+        HashSet<NodeId> side;
+        var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader);
+        switch (_random.Next(3))
+        {
+            case 0 when leader is not null:
+                side = [leader.Id]; // the leader alone
+                break;
+            case 1:
+                // A random minority on one side.
+                side = [.. ids.OrderBy(_ => _random.Next()).Take(_random.Next(1, (ids.Count / 2) + 1))];
+                break;
+            default:
+                side = [ids[_random.Next(ids.Count)]];
+                break;
+        }
+        _cutLinks.Clear();
+        foreach (var a in ids)
+        {
+            foreach (var b in ids)
+            {
+                if (side.Contains(a) != side.Contains(b))
+                {
+                    _cutLinks.Add((a, b));
+                }
+            }
+        }
+        var generation = ++_partitionGeneration;
+        Trace($"partition ({string.Join(' ', side)}) from the rest");
+        At(_random.Next(100, 1_500), () =>
+        {
+            if (_partitionGeneration == generation)
+            {
+                _cutLinks.Clear();
+                Trace("partition healed");
+            }
+        });
+    }
+
+    private void HealEverything()
+    {
+        _faultsActive = false;
+        _clientsActive = false;
+        _cutLinks.Clear();
+        _partitionGeneration++;
+        Trace("heal everything");
+        foreach (var node in _nodes)
+        {
+            node.Store.CrashOnNextSync = false;
+            node.Store.FailNextSync = false;
+            if (node.StorageFailed)
+            {
+                Crash(node, "operator restart after fsync failure");
+            }
+            Restart(node);
+        }
+    }
+
+    // ---------------------------------------------------------------- clients
+
+    private void StartOperation(SimClient client)
+    {
+        if (!_clientsActive)
+        {
+            return;
+        }
+        var node = client.Preferred is { } preferred && _random.Next(10) > 0 ? _nodes[(int)preferred.Value - 1] : _nodes[_random.Next(_nodes.Length)];
+        var key = "k" + _random.Next(5).ToString(CultureInfo.InvariantCulture);
+        client.Sequence++;
+        var operation = new SimOperation(node, node.Incarnation, _now);
+        client.Current = operation;
+        if (_random.Next(10) < 6)
+        {
+            operation.Data = $"{key}=c{client.Id}-{client.Sequence}";
+            if (!node.Up)
+            {
+                // Connection refused: nothing was sent.
+                FinishWrite(client, new ProposalOutcome(ProposalStatus.Rejected, LogIndex.Zero, Term.Zero, null, NodeId.None, "down"));
+                return;
+            }
+            operation.Write = node.Loop!.ProposeAsync(Encoding.UTF8.GetBytes(operation.Data));
+        }
+        else
+        {
+            // Every write acknowledged before this read began must be visible to it (linearizability, real-time order).
+            operation.RequiredIndex = _maxAcknowledgedIndex;
+            if (!node.Up)
+            {
+                client.Current = null;
+                client.Preferred = null;
+                Next(client);
+                return;
+            }
+            operation.Read = node.Loop!.ReadAsync(Encoding.UTF8.GetBytes(key), linearizable: true);
+        }
+        ScheduleProcess(node, _random.Next(2));
+        At(ClientTimeoutMs, () => TimeOut(client, operation));
+    }
+
+    private void CompleteOperations(SimNode node)
+    {
+        foreach (var client in _clients)
+        {
+            var operation = client.Current;
+            if (operation is null || operation.Node != node || operation.Incarnation != node.Incarnation)
+            {
+                continue;
+            }
+            if (operation.Write is { IsCompleted: true } write)
+            {
+                FinishWrite(client, write.Result);
+            }
+            else if (operation.Read is { IsCompleted: true } read)
+            {
+                FinishRead(client, read.Result);
+            }
+        }
+    }
+
+    private void FinishWrite(SimClient client, ProposalOutcome outcome)
+    {
+        var operation = client.Current!;
+        client.Current = null;
+        Trace($"c{client.Id} write '{operation.Data}' -> {outcome.Status} {outcome.Index.Value}");
+        switch (outcome.Status)
+        {
+            case ProposalStatus.Applied:
+                _acknowledged.Add((outcome.Index, operation.Data!));
+                _maxAcknowledgedIndex = Math.Max(_maxAcknowledgedIndex, (long)outcome.Index.Value);
+                client.Preferred = operation.Node.Id;
+                break;
+            case ProposalStatus.NotLeader or ProposalStatus.Rejected or ProposalStatus.Lost:
+                _checker.ToldNotApplied(operation.Data!);
+                client.Preferred = outcome.LeaderHint.IsNone ? null : outcome.LeaderHint;
+                break;
+            default:
+                client.Preferred = null; // unknown: it may or may not be applied
+                break;
+        }
+        Next(client);
+    }
+
+    private void FinishRead(SimClient client, ReadOutcome outcome)
+    {
+        var operation = client.Current!;
+        client.Current = null;
+        if (outcome.Status == ReadOutcomeStatus.Ok)
+        {
+            _reads++;
+            var result = (SimReadResult)outcome.Result!;
+            Trace($"c{client.Id} read at {result.LastApplied.Value} (needs {operation.RequiredIndex})");
+            if ((long)result.LastApplied.Value < operation.RequiredIndex)
+            {
+                throw new SafetyViolationException(
+                    $"stale read: {operation.Node.Id} answered a linearizable read with state through {result.LastApplied}, but a write at i{operation.RequiredIndex} was acknowledged before the read began");
+            }
+            client.Preferred = operation.Node.Id;
+        }
+        else
+        {
+            client.Preferred = outcome.LeaderHint.IsNone ? null : outcome.LeaderHint;
+        }
+        Next(client);
+    }
+
+    private void TimeOut(SimClient client, SimOperation operation)
+    {
+        if (client.Current != operation)
+        {
+            return;
+        }
+        client.Current = null;
+        client.Preferred = null;
+        Trace($"c{client.Id} timed out");
+        Next(client);
+    }
+
+    private void Next(SimClient client) => At(_random.Next(0, 10), () => StartOperation(client));
+
+    // ---------------------------------------------------------------- the end
+
+    private bool Converged()
+    {
+        if (_clients.Any(c => c.Current is not null) || _nodes.Any(n => !n.Up))
+        {
+            return false;
+        }
+        var leaders = _nodes.Where(n => n.Raft!.Role == Role.Leader).ToList();
+        if (leaders.Count != 1)
+        {
+            return false;
+        }
+        var leader = leaders[0].Raft!;
+        return leader.TermAt(leader.CommitIndex) == leader.Term
+            && leader.CommitIndex == leader.LastIndex
+            && _nodes.All(n => n.Raft!.AppliedIndex == leader.CommitIndex
+                && n.Raft.LastIndex == leader.LastIndex
+                && n.Raft.Leader == leader.Id
+                && n.StateMachine!.Hash == leaders[0].StateMachine!.Hash);
+    }
+
+    private void CheckFinalState()
+    {
+        var reference = _nodes[0].StateMachine!;
+        foreach (var node in _nodes)
+        {
+            if (node.StateMachine!.Hash != reference.Hash || node.StateMachine.LastApplied != reference.LastApplied)
+            {
+                throw new SafetyViolationException($"{node.Id} converged to a different state than {_nodes[0].Id}");
+            }
+        }
+        foreach (var (index, data) in _acknowledged)
+        {
+            if (_checker.AppliedAt(index) != data)
+            {
+                throw new SafetyViolationException($"acknowledged write '{data}' at {index} is not what was applied there ('{_checker.AppliedAt(index)}')");
+            }
+            if (reference.LastApplied < index)
+            {
+                throw new SafetyViolationException($"acknowledged write '{data}' at {index} is beyond what the nodes applied ({reference.LastApplied})");
+            }
+        }
+        Trace($"converged at {reference.LastApplied.Value}, hash {reference.Hash:x16}");
+    }
+
+    private string DescribeNodes() =>
+        string.Join("; ", _nodes.Select(n => n.Up
+            ? $"{n.Id} {n.Raft!.Role} t{n.Raft.Term.Value} leader={n.Raft.Leader} last={n.Raft.LastIndex.Value} commit={n.Raft.CommitIndex.Value} applied={n.Raft.AppliedIndex.Value} state={n.StateMachine!.LastApplied.Value}/{n.StateMachine.Hash:x16}"
+            : $"{n.Id} down")) + $"; clients waiting: {_clients.Count(c => c.Current is not null)}";
+
+    // ---------------------------------------------------------------- parts
+
+    private sealed class SimNode(NodeId id)
+    {
+        public NodeId Id { get; } = id;
+
+        public MemoryLogStore Store { get; } = new();
+
+        public MemorySnapshotStore Snapshots { get; } = new();
+
+        public RaftNode? Raft { get; set; }
+
+        public RaftLoop? Loop { get; set; }
+
+        public SimStateMachine? StateMachine { get; set; }
+
+        public bool Up { get; set; }
+
+        public bool StorageFailed { get; set; }
+
+        public bool ProcessScheduled { get; set; }
+
+        public int Incarnation { get; set; }
+    }
+
+    private sealed class SimTransport(Simulator simulator, SimNode node, int incarnation) : ITransport
+    {
+        public void Send(Message message) => simulator.Send(node, incarnation, message);
+    }
+
+    private sealed class SimWorkScheduler(Simulator simulator, SimNode node, int incarnation) : IWorkScheduler
+    {
+        public void Run(Action work) =>
+            simulator.At(simulator._random.Next(1, 30), () =>
+            {
+                if (node.Incarnation == incarnation && node.Up)
+                {
+                    work();
+                    simulator.ScheduleProcess(node, 0);
+                }
+            });
+    }
+
+    private sealed class SimClient(int id)
+    {
+        public int Id { get; } = id;
+
+        public int Sequence { get; set; }
+
+        public NodeId? Preferred { get; set; }
+
+        public SimOperation? Current { get; set; }
+    }
+
+    private sealed class SimOperation(SimNode node, int incarnation, long invokedAt)
+    {
+        public SimNode Node { get; } = node;
+
+        public int Incarnation { get; } = incarnation;
+
+        public long InvokedAt { get; } = invokedAt;
+
+        public string? Data { get; set; }
+
+        public long RequiredIndex { get; set; }
+
+        public Task<ProposalOutcome>? Write { get; set; }
+
+        public Task<ReadOutcome>? Read { get; set; }
+    }
+}
+
+public sealed record SimulationResult(
+    int Seed,
+    int NodeCount,
+    long Events,
+    long MessagesSent,
+    int AcknowledgedWrites,
+    int Reads,
+    int LeadersElected,
+    int AppliedEntries,
+    IReadOnlyDictionary<FaultKinds, int> Faults,
+    IReadOnlyList<string> Trace,
+    ulong TraceHash,
+    int SnapshotsHeld);
+
+public sealed class SimulationFailureException : Exception
+{
+    public SimulationFailureException(string message, Exception innerException) : base(message, innerException)
+    {
+    }
+
+    public SimulationFailureException()
+    {
+    }
+
+    public SimulationFailureException(string message) : base(message)
+    {
+    }
+}
