@@ -135,19 +135,26 @@ public sealed class SafetyChecker
             throw new SafetyViolationException($"{node}: its log ends at {raft.LastIndex} but its store at {log.LastIndex} after a step");
         }
 
-        // Committed entries are the same everywhere and never change.
+        // Committed entries are the same everywhere and never change: every index this node newly committed must hold
+        // what any other node committed there.
         var commit = raft.CommitIndex;
-        if (commit > marks.Commit || !_committedChain.ContainsKey(commit.Value))
+        for (var index = LogIndex.Max(marks.Commit.Next(), log.BaseIndex); index <= commit; index = index.Next())
         {
-            var chain = log.ChainAt(commit);
-            if (_committedChain.TryGetValue(commit.Value, out var known) && known != chain)
+            var chain = log.ChainAt(index);
+            if (_committedChain.TryGetValue(index.Value, out var known))
             {
-                throw new SafetyViolationException($"{node} committed a different entry at {commit} than another node did");
+                if (known != chain)
+                {
+                    throw new SafetyViolationException($"{node} committed a different entry at {index} than another node did: a committed entry changed");
+                }
             }
-            _committedChain[commit.Value] = chain;
-            if (commit > _maxCommitted.Index)
+            else
             {
-                _maxCommitted = (commit, chain);
+                _committedChain[index.Value] = chain;
+                if (index > _maxCommitted.Index)
+                {
+                    _maxCommitted = (index, chain);
+                }
             }
         }
 

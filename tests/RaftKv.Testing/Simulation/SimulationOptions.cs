@@ -26,7 +26,16 @@ public enum FaultKinds
     /// <summary>An fsync fails (EIO): the node stops writing until an operator restarts it.</summary>
     FsyncFailure = 1 << 6,
 
-    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure,
+    /// <summary>The leader dies soon after it is elected, often before its first entries reach a majority.</summary>
+    LeaderCrash = 1 << 7,
+
+    /// <summary>
+    /// Leader churn: each of the next few leaders is cut off the moment it is elected, so that its first entries reach
+    /// nobody. Logs diverge term after term, the ground on which Figure 8 of the Raft paper stands.
+    /// </summary>
+    LeaderChurn = 1 << 8,
+
+    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure | LeaderCrash | LeaderChurn,
 }
 
 /// <summary>Everything a simulation run depends on. Two runs with equal options produce the same trace.</summary>
@@ -51,6 +60,12 @@ public sealed record SimulationOptions
     public int HeartbeatIntervalTicks { get; init; } = 2;
 
     public int Clients { get; init; } = 3;
+
+    /// <summary>Send one entry per append (null: the seed decides, for a third of the seeds).</summary>
+    public bool? OneEntryPerAppend { get; init; }
+
+    /// <summary>The longest gap between two injected faults (null: the seed decides, 60 to 700 ms).</summary>
+    public int? MaxFaultGapMs { get; init; }
 
     /// <summary>Keep every event as a line of text (for the determinism test and for failure reports).</summary>
     public bool RecordTrace { get; init; }

@@ -44,6 +44,7 @@ public sealed class Simulator
     private readonly double _dropRate;
     private readonly double _duplicateRate;
     private readonly double _spikeRate;
+    private readonly bool _oneEntryPerAppend;
 
     public Simulator(SimulationOptions options)
     {
@@ -55,6 +56,9 @@ public sealed class Simulator
         _dropRate = Has(FaultKinds.Drop) ? _random.NextDouble() * 0.15 : 0;
         _duplicateRate = Has(FaultKinds.Duplicate) ? _random.NextDouble() * 0.05 : 0;
         _spikeRate = Has(FaultKinds.Reorder) ? _random.NextDouble() * 0.10 : 0;
+        // A third of the seeds send one entry per append, so that the entries of one batch can arrive apart.
+        _oneEntryPerAppend = _random.Next(3) == 0;
+        _oneEntryPerAppend = options.OneEntryPerAppend ?? _oneEntryPerAppend;
         // Small snapshot thresholds, so that compaction and InstallSnapshot happen in most runs.
         _loopOptions = new NodeLoopOptions
         {
@@ -153,7 +157,7 @@ public sealed class Simulator
             ElectionTimeoutTicks = _options.ElectionTimeoutTicks,
             HeartbeatIntervalTicks = _options.HeartbeatIntervalTicks,
             MaxInflightAppends = _random.Next(1, 64),
-            MaxAppendBytes = _random.Next(64, 4096),
+            MaxAppendBytes = _oneEntryPerAppend ? 1 : _random.Next(64, 4096),
             SnapshotTimeoutTicks = 50,
         };
         node.Raft = new RaftNode(raftOptions, state);
@@ -338,17 +342,21 @@ public sealed class Simulator
 
     private void ScheduleFaults()
     {
-        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure }.Where(Has).ToArray();
+        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn }
+            .Where(Has).ToArray();
         if (kinds.Length == 0)
         {
             return;
         }
+        // Some seeds are calm, some are storms: the gap between faults is drawn per seed.
+        var maxGap = _random.Next(60, 700);
+        maxGap = _options.MaxFaultGapMs ?? maxGap;
         long time = _random.Next(100, 400);
         while (time < _options.FaultPhaseMs - 100)
         {
             var kind = kinds[_random.Next(kinds.Length)];
             At(time, () => InjectFault(kind));
-            time += _random.Next(100, 600);
+            time += _random.Next(maxGap / 3, maxGap);
         }
     }
 
@@ -375,16 +383,72 @@ public sealed class Simulator
             case FaultKinds.FsyncFailure when up.Length > 0:
                 up[_random.Next(up.Length)].Store.FailNextSync = true;
                 break;
+            case FaultKinds.LeaderCrash:
+                CrashNextLeader(_random.Next(1, 40));
+                break;
+            case FaultKinds.LeaderChurn:
+                IsolateNextLeaders(_random.Next(2, 6));
+                break;
             default:
                 return;
         }
         _faultCounts[kind] = _faultCounts.GetValueOrDefault(kind) + 1;
     }
 
+    /// <summary>Waits for the next leader to be elected (a new term), then kills it that many milliseconds later.</summary>
+    private void CrashNextLeader(int afterMs)
+    {
+        var currentTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
+        void Watch()
+        {
+            if (!_faultsActive)
+            {
+                return;
+            }
+            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > currentTerm);
+            if (leader is null)
+            {
+                At(2, Watch);
+                return;
+            }
+            At(afterMs, () =>
+            {
+                if (leader.Up && _faultsActive)
+                {
+                    Crash(leader, "leader killed after its election");
+                    At(_random.Next(20, 400), () => Restart(leader));
+                }
+            });
+        }
+        Watch();
+    }
+
+    /// <summary>Cuts off each of the next <paramref name="count"/> leaders as soon as it is elected, for a short while.</summary>
+    private void IsolateNextLeaders(int count)
+    {
+        var seenTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
+        void Watch()
+        {
+            if (!_faultsActive || count == 0)
+            {
+                return;
+            }
+            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
+            if (leader is not null)
+            {
+                seenTerm = leader.Raft!.Term;
+                count--;
+                Isolate([leader.Id], _random.Next(20, 300));
+            }
+            At(1, Watch);
+        }
+        Watch();
+    }
+
     private void Partition()
     {
         var ids = _nodes.Select(n => n.Id).ToList();
-        HashSet<NodeId> side;
+        List<NodeId> side;
         var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader);
         switch (_random.Next(3))
         {
@@ -399,20 +463,26 @@ public sealed class Simulator
                 side = [ids[_random.Next(ids.Count)]];
                 break;
         }
+        Isolate(side, _random.Next(100, 1_500));
+    }
+
+    /// <summary>Cuts every link between <paramref name="side"/> and the rest, and heals it after <paramref name="durationMs"/>.</summary>
+    private void Isolate(IReadOnlyCollection<NodeId> side, int durationMs)
+    {
         _cutLinks.Clear();
-        foreach (var a in ids)
+        foreach (var a in _nodes)
         {
-            foreach (var b in ids)
+            foreach (var b in _nodes)
             {
-                if (side.Contains(a) != side.Contains(b))
+                if (side.Contains(a.Id) != side.Contains(b.Id))
                 {
-                    _cutLinks.Add((a, b));
+                    _cutLinks.Add((a.Id, b.Id));
                 }
             }
         }
         var generation = ++_partitionGeneration;
         Trace($"partition ({string.Join(' ', side)}) from the rest");
-        At(_random.Next(100, 1_500), () =>
+        At(durationMs, () =>
         {
             if (_partitionGeneration == generation)
             {
