@@ -13,7 +13,7 @@ public enum ProposalStatus
     /// <summary>Refused before it was appended (transfer in progress, too much uncommitted, too many requests): nothing happened.</summary>
     Rejected,
 
-    /// <summary>Appended, then overwritten by another leader's entry: it was not applied and never will be.</summary>
+    /// <summary>Appended, but another entry was committed at its index: it was not applied and never will be.</summary>
     Lost,
 
     /// <summary>Appended, but this node can no longer tell whether it was applied (it stopped, failed or installed a snapshot over it).</summary>

@@ -301,8 +301,9 @@ public sealed partial class RaftLoop
             case ProposeStatus.Accepted:
                 if (_proposals.Remove(result.Index, out var replaced))
                 {
-                    // Our earlier entry at this index was cut by a later leader before we led again.
-                    Resolve(replaced, ProposalStatus.Lost, null, "overwritten by another leader's entry");
+                    // Our earlier entry at this index was cut from our log before we led again. It may live on in another
+                    // node's log and still be committed by a later leader, so all we can say is: unknown.
+                    Resolve(replaced, ProposalStatus.Unknown, null, "this node's entry was replaced; it may still commit elsewhere");
                 }
                 _proposals[result.Index] = new PendingProposal(result.Index, result.Term, propose.Completion);
                 break;
@@ -366,7 +367,6 @@ public sealed partial class RaftLoop
         }
         if (ready.Entries.Count > 0)
         {
-            ResolveOverwritten(ready.Entries);
             _store.Append(ready.Entries);
         }
         if (ready.HardState is { } hardState)
@@ -431,13 +431,15 @@ public sealed partial class RaftLoop
         }
         if (_proposals.Remove(entry.Index, out var pending))
         {
+            // Committed entries are unique per index: if the one applied here is not ours, ours never will be. (Seeing ours
+            // cut from this node's log proves nothing: it may survive elsewhere and still commit.)
             if (pending.Term == entry.Term)
             {
                 Resolve(pending, ProposalStatus.Applied, result, null);
             }
             else
             {
-                Resolve(pending, ProposalStatus.Lost, null, "overwritten by another leader's entry");
+                Resolve(pending, ProposalStatus.Lost, null, "another entry was committed at its index");
             }
         }
     }
@@ -450,26 +452,6 @@ public sealed partial class RaftLoop
         {
             var (index, read) = _readsAwaitingApply.Dequeue();
             AnswerRead(read, ReadOutcomeStatus.Ok, _stateMachine.Query(read.Query), index, NodeId.None, null);
-        }
-    }
-
-    /// <summary>Entries about to be stored replace ours from their first index on: proposals of ours they replace are lost.</summary>
-    private void ResolveOverwritten(IReadOnlyList<LogEntry> entries)
-    {
-        var first = entries[0].Index;
-        if (_proposals.Count == 0 || _proposals.Keys.Last() < first)
-        {
-            return;
-        }
-        var last = entries[^1].Index;
-        foreach (var pending in _proposals.Values.Where(p => p.Index >= first).ToList())
-        {
-            var kept = pending.Index <= last && entries[(int)(pending.Index.Value - first.Value)].Term == pending.Term;
-            if (!kept)
-            {
-                _proposals.Remove(pending.Index);
-                Resolve(pending, ProposalStatus.Lost, null, "overwritten by another leader's entry");
-            }
         }
     }
 

@@ -48,6 +48,10 @@ public sealed class DeterminismTests(ITestOutputHelper output)
         }
         catch (SimulationFailureException failure)
         {
+            foreach (var line in failure.Trace)
+            {
+                output.WriteLine(line);
+            }
             output.WriteLine(failure.Message);
             throw;
         }

@@ -108,7 +108,10 @@ public sealed class Simulator
         {
             var tail = _trace.Count > 0 ? "\nlast events:\n  " + string.Join("\n  ", _trace.TakeLast(40)) : "";
             throw new SimulationFailureException(
-                $"seed {_options.Seed} ({_options.NodeCount} nodes) failed at {_now} ms: {e.Message}\nreplay: {_options.ReplayCommand}{tail}", e);
+                $"seed {_options.Seed} ({_options.NodeCount} nodes) failed at {_now} ms: {e.Message}\nreplay: {_options.ReplayCommand}{tail}", e)
+            {
+                Trace = _trace,
+            };
         }
     }
 
@@ -771,6 +774,9 @@ public sealed record SimulationResult(
 
 public sealed class SimulationFailureException : Exception
 {
+    /// <summary>Every event of the failed run, when it was recorded.</summary>
+    public IReadOnlyList<string> Trace { get; init; } = [];
+
     public SimulationFailureException(string message, Exception innerException) : base(message, innerException)
     {
     }
