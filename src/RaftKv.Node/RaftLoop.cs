@@ -545,6 +545,9 @@ public sealed partial class RaftLoop
     private void StorageFailed(StorageException error)
     {
         _storageFailure = error.Message;
+        // Step down: nothing more is persisted, so nothing more may be promised. No message leaves after this either, so
+        // the other nodes stop hearing from us and elect a leader among themselves.
+        _node.StepDown();
         LogStorageFailed(_node.Id, error);
         _observer.StorageFailed(error.Message);
         FailEverythingPending("storage failed: " + error.Message);

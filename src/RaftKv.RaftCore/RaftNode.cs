@@ -198,6 +198,18 @@ public sealed class RaftNode
         }
     }
 
+    /// <summary>
+    /// Leaves leadership (or a campaign) and becomes a follower of nobody in the same term. The loop does this when its
+    /// storage failed: the node must not look like a leader while it can no longer persist anything.
+    /// </summary>
+    public void StepDown()
+    {
+        if (Role != Role.Follower || !Leader.IsNone)
+        {
+            BecomeFollower(Term, NodeId.None);
+        }
+    }
+
     /// <summary>The transport could not reach <paramref name="peer"/>: stop pipelining to it and probe instead.</summary>
     public void ReportUnreachable(NodeId peer)
     {

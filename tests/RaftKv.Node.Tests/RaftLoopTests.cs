@@ -151,6 +151,7 @@ public sealed class RaftLoopTests
         var linearizable = node.Run(node.Loop.ReadAsync(Bytes("k"), linearizable: true));
 
         failed.Status.Should().Be(ProposalStatus.Unknown, "the entry may or may not have reached the disk");
+        node.Raft.Role.Should().Be(Role.Follower, "a node that cannot persist does not lead");
         after.Status.Should().Be(ProposalStatus.Rejected);
         after.Reason.Should().Contain("fsync failure");
         node.Loop.StorageFailure.Should().Contain("EIO");

@@ -35,7 +35,13 @@ public enum FaultKinds
     /// </summary>
     LeaderChurn = 1 << 8,
 
-    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure | LeaderCrash | LeaderChurn,
+    /// <summary>
+    /// A bit flips in a stored log record while a node is down. At restart the log must refuse to load, naming the file and
+    /// offset; the operator then repairs the disk (the simulator flips the bit back) and the node starts.
+    /// </summary>
+    BitFlip = 1 << 9,
+
+    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure | LeaderCrash | LeaderChurn | BitFlip,
 }
 
 /// <summary>Everything a simulation run depends on. Two runs with equal options produce the same trace.</summary>

@@ -3,6 +3,7 @@ using System.IO.Hashing;
 using System.Text;
 using RaftKv.Node;
 using RaftKv.RaftCore;
+using RaftKv.Storage;
 
 namespace RaftKv.Testing.Simulation;
 
@@ -29,6 +30,7 @@ public sealed class Simulator
     private readonly List<(LogIndex Index, string Data)> _acknowledged = [];
     private readonly ClusterConfig _config;
     private readonly NodeLoopOptions _loopOptions;
+    private readonly StorageOptions _storageOptions;
 
     private long _now;
     private long _sequence;
@@ -66,6 +68,8 @@ public sealed class Simulator
             SnapshotKeepEntries = _random.Next(0, 40),
             MaxBatchInputs = _random.Next(1, 64),
         };
+        // Small segments, so that segments roll and compaction deletes them.
+        _storageOptions = new StorageOptions { SegmentBytes = _random.Next(4_096, 65_536), SnapshotsToKeep = 2 };
     }
 
     public long Now => _now;
@@ -102,7 +106,7 @@ public sealed class Simulator
             CheckFinalState();
             return new SimulationResult(_options.Seed, _options.NodeCount, _eventCount, _messagesSent, _acknowledged.Count, _reads,
                 _checker.LeadersElected, _checker.AppliedEntries, new Dictionary<FaultKinds, int>(_faultCounts), _trace,
-                _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots.Count));
+                _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots?.All.Count ?? 0));
         }
         catch (Exception e) when (e is SafetyViolationException or InvariantViolationException)
         {
@@ -149,10 +153,17 @@ public sealed class Simulator
         node.Incarnation++;
         node.Up = true;
         node.StorageFailed = false;
-        var state = StartupState.Load(node.Store, node.Snapshots, _config);
+        if (node.FlipBitOnRestart)
+        {
+            node.FlipBitOnRestart = false;
+            FlipBitAndExpectRefusal(node);
+        }
+        var log = new WalLogStore(node.Disk, _storageOptions);
+        var snapshots = new FileSnapshotStore(node.Disk, _storageOptions);
+        var state = StartupState.Load(log, snapshots, _config);
+        node.Snapshots = snapshots;
         _checker.NodeLoaded(node.Id, state);
-        node.Store.OnAppend = entries => _checker.Appended(node.Id, entries);
-        node.Store.OnInstallSnapshot = snapshot => _checker.SnapshotInstalled(node.Id, snapshot);
+        var store = new ObservedLogStore(log, entries => _checker.Appended(node.Id, entries), snapshot => _checker.SnapshotInstalled(node.Id, snapshot));
         var raftOptions = new RaftOptions
         {
             Id = node.Id,
@@ -167,10 +178,56 @@ public sealed class Simulator
         var stateMachine = new SimStateMachine { OnApply = entry => _checker.Applied(node.Id, entry) };
         node.StateMachine = stateMachine;
         var incarnation = node.Incarnation;
-        node.Loop = new RaftLoop(node.Raft, node.Store, node.Snapshots, new SimTransport(this, node, incarnation), stateMachine, _loopOptions,
+        node.Loop = new RaftLoop(node.Raft, store, snapshots, new SimTransport(this, node, incarnation), stateMachine, _loopOptions,
             new SimWorkScheduler(this, node, incarnation));
         _checker.AfterStep(node.Id, node.Raft);
         Trace($"{node.Id} start #{incarnation} term={state.HardState.Term.Value} last={state.LastIndex.Value} base={state.BaseIndex.Value}");
+    }
+
+    /// <summary>
+    /// Flips a bit in a stored log record that a complete batch follows, checks that the log refuses to load and names the
+    /// file and offset, then flips it back (the operator restored the disk).
+    /// </summary>
+    private void FlipBitAndExpectRefusal(SimNode node)
+    {
+        // What the node will find: recover it once (this cuts a torn tail, as the real start would), then damage it.
+        IReadOnlyList<string> segments;
+        using (var probe = new WalLogStore(node.Disk, _storageOptions))
+        {
+            probe.Load();
+            segments = probe.SegmentPaths;
+        }
+        var candidates = segments.Select(path => (Path: path, Length: node.Disk.ReadAll(path).Length)).ToList();
+        if (candidates.Count == 0)
+        {
+            return; // an installed snapshot left no segment yet
+        }
+        // The last commit record of the last segment is the one place where damage looks like a torn write.
+        candidates[^1] = (candidates[^1].Path, candidates[^1].Length - WalLogStore.CommitRecordBytes);
+        candidates.RemoveAll(c => c.Length <= 0);
+        if (candidates.Count == 0)
+        {
+            return;
+        }
+        var (path, length) = candidates[_random.Next(candidates.Count)];
+        var offset = _random.Next(length);
+        var bit = _random.Next(8);
+        node.Disk.FlipBit(path, offset, bit);
+        try
+        {
+            new WalLogStore(node.Disk, _storageOptions).Load();
+            throw new SafetyViolationException($"{node.Id}: a flipped bit at {path} offset {offset} went unnoticed when the log loaded");
+        }
+        catch (StorageException refused)
+        {
+            if (!refused.Message.Contains(path, StringComparison.Ordinal) || !refused.Message.Contains("offset", StringComparison.Ordinal))
+            {
+                throw new SafetyViolationException($"{node.Id}: the damage at {path} offset {offset} was refused without naming file and offset: {refused.Message}");
+            }
+            Trace($"{node.Id} refused to start: {refused.Message}");
+        }
+        node.Disk.FlipBit(path, offset, bit);
+        _faultCounts[FaultKinds.BitFlip] = _faultCounts.GetValueOrDefault(FaultKinds.BitFlip) + 1;
     }
 
     private void TickNode(SimNode node)
@@ -247,16 +304,15 @@ public sealed class Simulator
         {
             return;
         }
-        var unsynced = node.Store.UnsyncedWrites;
-        var kept = _random.Next(unsynced + 1);
-        node.Store.Crash(kept);
+        node.Disk.Crash(_random);
         node.Up = false;
         node.Loop = null;
         node.Raft = null;
         node.StateMachine = null;
+        node.Snapshots = null;
         node.ProcessScheduled = false;
         node.Incarnation++;
-        Trace($"{node.Id} crash ({why}), kept {kept} of {unsynced} unsynced writes");
+        Trace($"{node.Id} crash ({why})");
     }
 
     private void Restart(SimNode node)
@@ -313,18 +369,44 @@ public sealed class Simulator
         {
             // The snapshot's bytes travel beside the message, from the sender's store into the receiver's.
             var from = _nodes[(int)message.From.Value - 1];
-            if (!from.Snapshots.TryGetBytes(install.Snapshot, out var data))
+            bool copied;
+            try
+            {
+                copied = from.Up && TryCopySnapshot(from.Snapshots!, to.Snapshots!, install.Snapshot);
+            }
+            catch (SimulatedCrashException)
+            {
+                Crash(to, "crash while receiving a snapshot");
+                At(_random.Next(50, 1_000), () => Restart(to));
+                copied = false;
+            }
+            if (!copied)
             {
                 Trace("gone " + message);
                 NotifySnapshotOutcome(message, delivered: false);
                 return;
             }
-            to.Snapshots.Put(install.Snapshot, data);
             NotifySnapshotOutcome(message, delivered: true);
         }
         Trace("recv " + message);
         to.Loop!.Deliver(message);
         ScheduleProcess(to, _random.Next(2));
+    }
+
+    private static bool TryCopySnapshot(FileSnapshotStore from, FileSnapshotStore to, SnapshotMetadata snapshot)
+    {
+        try
+        {
+            using var source = from.OpenRead(snapshot);
+            using var writer = to.Create(snapshot);
+            source.CopyTo(writer.Stream);
+            writer.Commit();
+            return true;
+        }
+        catch (Exception e) when (e is StorageException or IOException)
+        {
+            return false; // the sender pruned it, or the receiver's disk failed: the leader will try again
+        }
     }
 
     private void NotifySnapshotOutcome(Message message, bool delivered)
@@ -345,7 +427,7 @@ public sealed class Simulator
 
     private void ScheduleFaults()
     {
-        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn }
+        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip }
             .Where(Has).ToArray();
         if (kinds.Length == 0)
         {
@@ -381,11 +463,17 @@ public sealed class Simulator
                 At(_random.Next(50, 1_500), () => Restart(victim));
                 break;
             case FaultKinds.CrashDuringSync when up.Length > 0:
-                up[_random.Next(up.Length)].Store.CrashOnNextSync = true;
+                up[_random.Next(up.Length)].Disk.CrashOnNextSync = true;
                 break;
             case FaultKinds.FsyncFailure when up.Length > 0:
-                up[_random.Next(up.Length)].Store.FailNextSync = true;
+                up[_random.Next(up.Length)].Disk.FailNextSync = true;
                 break;
+            case FaultKinds.BitFlip when up.Length > 0:
+                var damaged = up[_random.Next(up.Length)];
+                Crash(damaged, "stopped; its disk will be damaged");
+                damaged.FlipBitOnRestart = true;
+                At(_random.Next(50, 800), () => Restart(damaged));
+                return; // counted when the refusal is seen
             case FaultKinds.LeaderCrash:
                 CrashNextLeader(_random.Next(1, 40));
                 break;
@@ -504,8 +592,8 @@ public sealed class Simulator
         Trace("heal everything");
         foreach (var node in _nodes)
         {
-            node.Store.CrashOnNextSync = false;
-            node.Store.FailNextSync = false;
+            node.Disk.CrashOnNextSync = false;
+            node.Disk.FailNextSync = false;
             if (node.StorageFailed)
             {
                 Crash(node, "operator restart after fsync failure");
@@ -692,9 +780,11 @@ public sealed class Simulator
     {
         public NodeId Id { get; } = id;
 
-        public MemoryLogStore Store { get; } = new();
+        public SimFileSystem Disk { get; } = new();
 
-        public MemorySnapshotStore Snapshots { get; } = new();
+        public FileSnapshotStore? Snapshots { get; set; }
+
+        public bool FlipBitOnRestart { get; set; }
 
         public RaftNode? Raft { get; set; }
 
@@ -723,7 +813,16 @@ public sealed class Simulator
             {
                 if (node.Incarnation == incarnation && node.Up)
                 {
-                    work();
+                    try
+                    {
+                        work();
+                    }
+                    catch (SimulatedCrashException)
+                    {
+                        simulator.Crash(node, "crash during a snapshot's fsync");
+                        simulator.At(simulator._random.Next(50, 1_000), () => simulator.Restart(node));
+                        return;
+                    }
                     simulator.ScheduleProcess(node, 0);
                 }
             });

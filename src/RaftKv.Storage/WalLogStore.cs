@@ -1,0 +1,603 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using RaftKv.RaftCore;
+
+namespace RaftKv.Storage;
+
+/// <summary>
+/// The Raft log on disk: a segmented, append-only write-ahead log with a CRC32C on every record.
+/// <list type="bullet">
+/// <item>Group commit: every entry appended between two <see cref="Sync"/> calls goes out in one write, closed by a commit
+/// record, followed by one fsync. An entry counts as persisted only after that fsync returned.</item>
+/// <item>A conflicting suffix is cut by appending: an entry at an index the log already holds replaces it and everything
+/// after it, on replay as in memory. Nothing written is ever overwritten in place.</item>
+/// <item>Segments are named <c>{generation}-{first index}.wal</c>. Installing a snapshot starts a new generation, so that
+/// old segments can never be mistaken for the log after it.</item>
+/// <item>Hard state, log base and generation live in the <c>state</c> file (<see cref="LogMeta"/>), replaced atomically,
+/// and written only when term, vote or base change: a commit index alone is not worth an fsync.</item>
+/// </list>
+/// Recovery rules (<see cref="Load"/>): records after the last commit record of the last segment were never acknowledged
+/// (their fsync never returned): they are a torn tail, cut off and logged with their offset. A bad record anywhere else,
+/// or one followed by a complete batch, a gap between entries, or a missing segment stops the node with the file and
+/// offset. A failed write or fsync poisons the store: it is never retried as if nothing happened.
+/// Not thread-safe: the node loop owns it.
+/// </summary>
+public sealed partial class WalLogStore : ILogStore, IDisposable
+{
+    public const string Directory = "wal";
+
+    /// <summary>Bytes of the commit record that closes every batch.</summary>
+    public const int CommitRecordBytes = WalFormat.HeaderBytes + WalFormat.CommitPayloadBytes;
+
+    private readonly IFileSystem _files;
+    private readonly StorageOptions _options;
+    private readonly ILogger _logger;
+    private readonly ArrayBufferWriter<byte> _batch = new(64 * 1024);
+    private readonly List<Segment> _segments = [];
+
+    // Where each entry (BaseIndex, LastIndex] lives: _locations[i] holds index BaseIndex + 1 + i.
+    private readonly List<EntryLocation> _locations = [];
+
+    private HardState _hardState;
+    private LogMeta _written = LogMeta.Empty;
+    private bool _metaDirty;
+    private LogIndex _baseIndex;
+    private Term _baseTerm;
+    private uint _generation = 1;
+    private LogIndex _lastIndex;
+
+    private int _batchEntries;
+    private LogIndex _batchLast;
+    private bool _segmentCreatedInBatch;
+    private bool _loaded;
+    private string? _failure;
+
+    public WalLogStore(IFileSystem files, StorageOptions? options = null, ILogger? logger = null)
+    {
+        _files = files ?? throw new ArgumentNullException(nameof(files));
+        _options = options ?? new StorageOptions();
+        var problems = _options.Validate().ToList();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("invalid storage options: " + string.Join("; ", problems), nameof(options));
+        }
+        _logger = logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>Bytes the segments hold on disk.</summary>
+    public long SizeBytes => _segments.Sum(s => s.Length);
+
+    public int SegmentCount => _segments.Count;
+
+    /// <summary>The segments that make up the log, oldest first (paths relative to the store's folder).</summary>
+    public IReadOnlyList<string> SegmentPaths => [.. _segments.Select(s => s.Path)];
+
+    /// <summary>Where the last <see cref="Load"/> cut a torn tail (file and offset), or null.</summary>
+    public string? RepairedTornTail { get; private set; }
+
+    public PersistentState Load()
+    {
+        if (_loaded)
+        {
+            throw new InvalidOperationException("the log is already loaded");
+        }
+        _loaded = true;
+        _files.CreateDirectory(Directory);
+        var names = _files.List(Directory).Where(n => n.EndsWith(".wal", StringComparison.Ordinal)).ToList();
+        var meta = LogMeta.Read(_files);
+        if (meta is null)
+        {
+            if (names.Count > 0)
+            {
+                throw new StorageException($"{Directory}/ holds {names.Count} segments but the {LogMeta.FileName} file is missing: cannot tell where the log starts");
+            }
+            // A new log: write its (empty) state file first, so that segments never exist without one.
+            meta = LogMeta.Empty;
+            try
+            {
+                meta.Write(_files);
+            }
+            catch (IOException error)
+            {
+                throw Fail($"{LogMeta.FileName}: creating the log state file failed: {error.Message}", error);
+            }
+            _written = meta;
+        }
+        else
+        {
+            _written = meta;
+        }
+        _hardState = meta.HardState;
+        _baseIndex = meta.BaseIndex;
+        _baseTerm = meta.BaseTerm;
+        _generation = meta.Generation;
+        _lastIndex = _baseIndex;
+
+        var segments = new List<Segment>();
+        foreach (var name in names)
+        {
+            var segment = Segment.Parse(name) ?? throw new StorageException($"{Directory}/{name}: not a segment name");
+            if (segment.Generation != _generation)
+            {
+                _files.Delete(segment.Path); // from before an installed snapshot
+                continue;
+            }
+            segments.Add(segment);
+        }
+        segments.Sort((a, b) => a.FirstIndex.CompareTo(b.FirstIndex));
+
+        var entries = new List<LogEntry>();
+        for (var i = 0; i < segments.Count; i++)
+        {
+            // A segment whose successor starts at or below base + 1 holds only compacted entries: skip it unread.
+            if (i + 1 < segments.Count && segments[i + 1].FirstIndex.Value <= _baseIndex.Value + 1)
+            {
+                _files.Delete(segments[i].Path);
+                continue;
+            }
+            ReadSegment(segments[i], isLast: i == segments.Count - 1, entries);
+            _segments.Add(segments[i]);
+        }
+
+        if (_segments.Count > 0 && _segments[^1].Length == 0)
+        {
+            // The last segment's first batch was torn away entirely.
+            var empty = _segments[^1];
+            _segments.RemoveAt(_segments.Count - 1);
+            empty.Close();
+            _files.Delete(empty.Path);
+        }
+        foreach (var segment in _segments.Take(_segments.Count - 1))
+        {
+            segment.Close();
+        }
+
+        if (_hardState.Commit > _lastIndex)
+        {
+            throw new StorageException(
+                $"{LogMeta.FileName}: commit index {_hardState.Commit.Value} is beyond the log's last index {_lastIndex.Value}: committed entries are missing from {Directory}/");
+        }
+        return new PersistentState(_hardState, null, _baseIndex, _baseTerm, entries);
+    }
+
+    public void Append(IReadOnlyList<LogEntry> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        EnsureUsable();
+        if (entries.Count == 0)
+        {
+            return;
+        }
+        var first = entries[0].Index;
+        Invariant.Assert(first > _baseIndex && first.Value <= _lastIndex.Value + 1, $"append at {first} to a log holding ({_baseIndex}, {_lastIndex}]");
+        if (_batch.WrittenCount == 0 && (_segments.Count == 0 || _segments[^1].Length >= _options.SegmentBytes))
+        {
+            StartSegment(first);
+        }
+        var active = _segments[^1];
+        foreach (var entry in entries)
+        {
+            if (entry.Data.Length > _options.MaxEntryBytes)
+            {
+                throw new StorageException($"entry {entry.Index} of {entry.Data.Length} bytes is larger than MaxEntryBytes ({_options.MaxEntryBytes})");
+            }
+            var offset = active.Length + _batch.WrittenCount;
+            WalFormat.WriteEntry(_batch, entry);
+            if (entry.Index <= _lastIndex)
+            {
+                // Replaces a conflicting suffix: on replay the later record wins in the same way.
+                var keep = (int)(entry.Index.Value - _baseIndex.Value - 1);
+                _locations.RemoveRange(keep, _locations.Count - keep);
+            }
+            _locations.Add(new EntryLocation(active, offset));
+            _lastIndex = entry.Index;
+        }
+        _batchEntries += entries.Count;
+        _batchLast = _lastIndex;
+    }
+
+    public void SetHardState(HardState state)
+    {
+        EnsureUsable();
+        if (state.Term != _hardState.Term || state.Vote != _hardState.Vote)
+        {
+            _metaDirty = true;
+        }
+        _hardState = state;
+    }
+
+    public void Sync()
+    {
+        EnsureUsable();
+        if (_batch.WrittenCount > 0)
+        {
+            WalFormat.WriteCommit(_batch, _batchLast, _batchEntries);
+            var active = _segments[^1];
+            var data = _batch.WrittenSpan;
+            try
+            {
+                active.File!.Write(active.Length, data);
+                active.File.Sync();
+                if (_segmentCreatedInBatch)
+                {
+                    _files.SyncDirectory(Directory);
+                }
+            }
+            catch (IOException error)
+            {
+                throw Fail($"{active.Path}: writing {data.Length} bytes at offset {active.Length} and fsyncing them failed: {error.Message}", error);
+            }
+            active.Length += data.Length;
+            _batch.ResetWrittenCount();
+            _batchEntries = 0;
+            _segmentCreatedInBatch = false;
+        }
+        if (_metaDirty)
+        {
+            WriteMeta();
+        }
+    }
+
+    public void InstallSnapshot(SnapshotMetadata snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        EnsureUsable();
+        Invariant.Assert(_batch.WrittenCount == 0, "a snapshot is installed before the Ready's entries are appended");
+        // A new generation first, durably: from then on the old segments are not part of the log, whatever remains of them.
+        _generation++;
+        _baseIndex = snapshot.Index;
+        _baseTerm = snapshot.Term;
+        _lastIndex = snapshot.Index;
+        _locations.Clear();
+        _hardState = _hardState with { Commit = LogIndex.Max(_hardState.Commit, snapshot.Index) };
+        WriteMeta();
+        foreach (var segment in _segments)
+        {
+            segment.Close();
+            _files.Delete(segment.Path);
+        }
+        _segments.Clear();
+    }
+
+    public void Compact(LogIndex index, Term term)
+    {
+        EnsureUsable();
+        if (index <= _baseIndex)
+        {
+            return;
+        }
+        Invariant.Assert(index <= _lastIndex, $"compaction to {index} beyond the last index {_lastIndex}");
+        _locations.RemoveRange(0, (int)(index.Value - _baseIndex.Value));
+        _baseIndex = index;
+        _baseTerm = term;
+        // The new base is durable before any segment goes, so a crash in between never leaves a gap.
+        WriteMeta();
+        while (_segments.Count > 1 && _segments[1].FirstIndex.Value <= index.Value + 1)
+        {
+            var segment = _segments[0];
+            _segments.RemoveAt(0);
+            segment.Close();
+            try
+            {
+                _files.Delete(segment.Path);
+            }
+            catch (IOException error)
+            {
+                LogDeleteFailed(segment.Path, error);
+            }
+        }
+    }
+
+    /// <summary>Reads an entry back from its segment, checking its checksum (for tests and tools).</summary>
+    public LogEntry ReadEntry(LogIndex index)
+    {
+        EnsureUsable();
+        Invariant.Assert(index > _baseIndex && index <= _lastIndex, $"entry {index} outside ({_baseIndex}, {_lastIndex}]");
+        Invariant.Assert(_batch.WrittenCount == 0, "read back only synced entries");
+        var location = _locations[(int)(index.Value - _baseIndex.Value - 1)];
+        using var file = _files.Open(location.Segment.Path, create: false);
+        Span<byte> header = stackalloc byte[WalFormat.HeaderBytes];
+        file.Read(location.Offset, header);
+        if (!WalFormat.TryReadHeader(header, _options.MaxEntryBytes + WalFormat.EntryPrefixBytes, out var length, out var type) || type != RecordType.Entry)
+        {
+            throw new StorageException($"{location.Segment.Path}: no entry record at offset {location.Offset}");
+        }
+        var record = new byte[WalFormat.HeaderBytes + length];
+        file.Read(location.Offset, record);
+        if (!WalFormat.ChecksumMatches(record))
+        {
+            throw new StorageException($"{location.Segment.Path}: bad checksum at offset {location.Offset}");
+        }
+        return ParseEntry(record.AsSpan(WalFormat.HeaderBytes));
+    }
+
+    public void Dispose()
+    {
+        if (_loaded && _failure is null && _hardState != _written.HardState)
+        {
+            try
+            {
+                WriteMeta(); // a clean shutdown keeps the latest commit index
+            }
+            catch (StorageException)
+            {
+                // Already logged by the failure path; nothing more to do while closing.
+            }
+        }
+        foreach (var segment in _segments)
+        {
+            segment.Close();
+        }
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    private void ReadSegment(Segment segment, bool isLast, List<LogEntry> entries)
+    {
+        var file = _files.Open(segment.Path, create: false);
+        segment.File = file;
+        var length = file.Length;
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(length, 1));
+        try
+        {
+            var data = buffer.AsSpan(0, (int)length);
+            file.Read(0, data);
+            var maxPayload = _options.MaxEntryBytes + WalFormat.EntryPrefixBytes;
+            var pending = new List<(LogEntry Entry, long Offset)>();
+            long position = 0, lastComplete = 0;
+            long badAt = -1;
+            var problem = "";
+            var sawHeader = false;
+            while (position < length)
+            {
+                var rest = data[(int)position..];
+                if (!WalFormat.TryReadHeader(rest, maxPayload, out var payloadLength, out var type))
+                {
+                    (badAt, problem) = (position, rest.Length < WalFormat.HeaderBytes ? "a short record header" : "an impossible record header");
+                    break;
+                }
+                if (WalFormat.HeaderBytes + payloadLength > rest.Length)
+                {
+                    (badAt, problem) = (position, $"a record of {payloadLength} bytes running past the end of the file");
+                    break;
+                }
+                var record = rest[..(WalFormat.HeaderBytes + payloadLength)];
+                if (!WalFormat.ChecksumMatches(record))
+                {
+                    (badAt, problem) = (position, "a bad checksum");
+                    break;
+                }
+                var payload = record[WalFormat.HeaderBytes..];
+                switch (type)
+                {
+                    case RecordType.SegmentHeader:
+                        CheckSegmentHeader(segment, payload, position);
+                        sawHeader = true;
+                        break;
+                    case RecordType.Entry when sawHeader:
+                        pending.Add((ParseEntry(payload), position));
+                        break;
+                    case RecordType.Commit when sawHeader:
+                        CheckCommit(segment, payload, pending, position);
+                        foreach (var (entry, offset) in pending)
+                        {
+                            Replay(segment, entry, offset, entries);
+                        }
+                        pending.Clear();
+                        lastComplete = position + record.Length;
+                        break;
+                    default:
+                        throw new StorageException($"{segment.Path}: a {type} record at offset {position} before the segment header");
+                }
+                position += record.Length;
+            }
+
+            if (badAt >= 0 || pending.Count > 0)
+            {
+                if (!isLast)
+                {
+                    var where = badAt >= 0 ? $"{problem} at offset {badAt}" : $"a batch without its commit record at offset {lastComplete}";
+                    throw new StorageException($"{segment.Path}: {where}, in a segment that is not the last: the log is damaged");
+                }
+                if (badAt >= 0 && FindCommitRecord(data, badAt + 1, maxPayload) is { } later)
+                {
+                    throw new StorageException(
+                        $"{segment.Path}: {problem} at offset {badAt}, followed by a complete batch at offset {later}: the log is damaged, not torn");
+                }
+                // Everything after the last commit record was written by a batch whose fsync never returned: never acknowledged.
+                RepairedTornTail = $"{segment.Path} at offset {lastComplete}";
+                LogTornTail(segment.Path, lastComplete, length - lastComplete);
+                try
+                {
+                    file.SetLength(lastComplete);
+                    file.Sync();
+                }
+                catch (IOException error)
+                {
+                    throw Fail($"{segment.Path}: cutting the torn tail at offset {lastComplete} failed: {error.Message}", error);
+                }
+                length = lastComplete;
+            }
+            segment.Length = length;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void Replay(Segment segment, LogEntry entry, long offset, List<LogEntry> entries)
+    {
+        if (entry.Index <= _baseIndex)
+        {
+            return; // compacted
+        }
+        if (entry.Index.Value > _lastIndex.Value + 1)
+        {
+            throw new StorageException(
+                $"{segment.Path}: entry {entry.Index.Value} at offset {offset} follows entry {_lastIndex.Value}: entries are missing (a gap, or a missing segment)");
+        }
+        if (entry.Index <= _lastIndex)
+        {
+            var keep = (int)(entry.Index.Value - _baseIndex.Value - 1);
+            entries.RemoveRange(keep, entries.Count - keep);
+            _locations.RemoveRange(keep, _locations.Count - keep);
+        }
+        entries.Add(entry);
+        _locations.Add(new EntryLocation(segment, offset));
+        _lastIndex = entry.Index;
+    }
+
+    private static void CheckSegmentHeader(Segment segment, ReadOnlySpan<byte> payload, long position)
+    {
+        if (position != 0 || payload.Length != WalFormat.SegmentHeaderPayloadBytes || !payload[..8].SequenceEqual(WalFormat.SegmentMagic)
+            || BinaryPrimitives.ReadUInt32LittleEndian(payload[8..]) != segment.Generation
+            || BinaryPrimitives.ReadUInt64LittleEndian(payload[12..]) != segment.FirstIndex.Value)
+        {
+            throw new StorageException($"{segment.Path}: the segment header at offset {position} does not match the file's name");
+        }
+    }
+
+    private static void CheckCommit(Segment segment, ReadOnlySpan<byte> payload, List<(LogEntry Entry, long Offset)> pending, long position)
+    {
+        var lastIndex = BinaryPrimitives.ReadUInt64LittleEndian(payload[8..]);
+        var count = BinaryPrimitives.ReadUInt32LittleEndian(payload[16..]);
+        if (payload.Length != WalFormat.CommitPayloadBytes || !payload[..8].SequenceEqual(WalFormat.CommitMagic)
+            || count != pending.Count || (pending.Count > 0 && pending[^1].Entry.Index.Value != lastIndex))
+        {
+            throw new StorageException($"{segment.Path}: the commit record at offset {position} does not match the {pending.Count} entries before it");
+        }
+    }
+
+    /// <summary>The offset of a valid commit record at or after <paramref name="from"/>, or null.</summary>
+    private static long? FindCommitRecord(ReadOnlySpan<byte> data, long from, int maxPayload)
+    {
+        var searchFrom = (int)from;
+        while (searchFrom < data.Length)
+        {
+            var found = data[searchFrom..].IndexOf(WalFormat.CommitMagic);
+            if (found < 0)
+            {
+                return null;
+            }
+            var start = searchFrom + found - WalFormat.HeaderBytes;
+            if (start >= 0 && WalFormat.TryReadHeader(data[start..], maxPayload, out var length, out var type)
+                && type == RecordType.Commit && start + WalFormat.HeaderBytes + length <= data.Length
+                && WalFormat.ChecksumMatches(data.Slice(start, WalFormat.HeaderBytes + length)))
+            {
+                return start;
+            }
+            searchFrom += found + 1;
+        }
+        return null;
+    }
+
+    private static LogEntry ParseEntry(ReadOnlySpan<byte> payload) =>
+        new(new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(payload)),
+            new Term(BinaryPrimitives.ReadUInt64LittleEndian(payload[8..])),
+            (EntryKind)payload[16],
+            payload[WalFormat.EntryPrefixBytes..].ToArray());
+
+    // ---------------------------------------------------------------- writing
+
+    private void StartSegment(LogIndex first)
+    {
+        if (_segments.Count > 0)
+        {
+            _segments[^1].Close();
+        }
+        var segment = new Segment(_generation, first);
+        try
+        {
+            segment.File = _files.Open(segment.Path, create: true);
+            segment.File.SetLength(0);
+        }
+        catch (IOException error)
+        {
+            throw Fail($"{segment.Path}: creating the segment failed: {error.Message}", error);
+        }
+        _segments.Add(segment);
+        WalFormat.WriteSegmentHeader(_batch, _generation, first);
+        _segmentCreatedInBatch = true;
+    }
+
+    private void WriteMeta()
+    {
+        var meta = new LogMeta(_hardState, _baseIndex, _baseTerm, _generation);
+        try
+        {
+            meta.Write(_files);
+        }
+        catch (IOException error)
+        {
+            throw Fail($"{LogMeta.FileName}: replacing the log state file failed: {error.Message}", error);
+        }
+        _written = meta;
+        _metaDirty = false;
+    }
+
+    private StorageException Fail(string message, Exception error)
+    {
+        _failure = message;
+        LogFailed(message, error);
+        return new StorageException(message, error);
+    }
+
+    private void EnsureUsable()
+    {
+        if (_failure is not null)
+        {
+            throw new StorageException("the log is unusable after an earlier failure: " + _failure);
+        }
+        if (!_loaded)
+        {
+            throw new InvalidOperationException("load the log before writing to it");
+        }
+    }
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "{Path}: cut a torn tail at offset {Offset} ({Bytes} bytes after the last complete batch, never acknowledged)")]
+    private partial void LogTornTail(string path, long offset, long bytes);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Critical, Message = "write-ahead log failed: {Message}")]
+    private partial void LogFailed(string message, Exception error);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "{Path}: could not delete a compacted segment")]
+    private partial void LogDeleteFailed(string path, Exception error);
+
+    private readonly record struct EntryLocation(Segment Segment, long Offset);
+
+    private sealed class Segment(uint generation, LogIndex firstIndex)
+    {
+        public uint Generation { get; } = generation;
+
+        public LogIndex FirstIndex { get; } = firstIndex;
+
+        public string Path { get; } = System.IO.Path.Combine(Directory,
+            generation.ToString("D8", CultureInfo.InvariantCulture) + "-" + firstIndex.Value.ToString("D20", CultureInfo.InvariantCulture) + ".wal");
+
+        public IStorageFile? File { get; set; }
+
+        public long Length { get; set; }
+
+        public void Close()
+        {
+            File?.Dispose();
+            File = null;
+        }
+
+        public static Segment? Parse(string name)
+        {
+            var dash = name.IndexOf('-', StringComparison.Ordinal);
+            if (dash != 8 || !name.EndsWith(".wal", StringComparison.Ordinal)
+                || !uint.TryParse(name.AsSpan(0, 8), NumberStyles.None, CultureInfo.InvariantCulture, out var generation)
+                || !ulong.TryParse(name.AsSpan(9, name.Length - 9 - 4), NumberStyles.None, CultureInfo.InvariantCulture, out var first))
+            {
+                return null;
+            }
+            return new Segment(generation, new LogIndex(first));
+        }
+    }
+}
