@@ -15,6 +15,9 @@ public sealed record NodeLoopOptions
     /// <summary>Entries applied since the last snapshot before the loop takes a new one.</summary>
     public int SnapshotThresholdEntries { get; init; } = 10_000;
 
+    /// <summary>Bytes of entries applied since the last snapshot before the loop takes a new one (whichever bound comes first).</summary>
+    public long SnapshotThresholdBytes { get; init; } = 64L * 1024 * 1024;
+
     /// <summary>Entries kept in the log behind a new snapshot, for followers that are only a little behind.</summary>
     public int SnapshotKeepEntries { get; init; } = 1_000;
 
@@ -35,6 +38,10 @@ public sealed record NodeLoopOptions
         if (SnapshotThresholdEntries < 1)
         {
             yield return "SnapshotThresholdEntries: must be at least 1";
+        }
+        if (SnapshotThresholdBytes < 1)
+        {
+            yield return "SnapshotThresholdBytes: must be at least 1";
         }
         if (SnapshotKeepEntries < 0)
         {

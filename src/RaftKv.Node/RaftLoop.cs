@@ -42,6 +42,7 @@ public sealed partial class RaftLoop
 
     private bool _snapshotInProgress;
     private LogIndex _lastSnapshotIndex;
+    private long _bytesAppliedSinceSnapshot;
     private string? _storageFailure;
     private SoftState _softState;
 
@@ -425,6 +426,7 @@ public sealed partial class RaftLoop
     private void Apply(LogEntry entry)
     {
         object? result = null;
+        _bytesAppliedSinceSnapshot += entry.SizeBytes;
         if (entry.Kind == EntryKind.Normal && !entry.Data.IsEmpty)
         {
             result = _stateMachine.Apply(entry);
@@ -463,6 +465,7 @@ public sealed partial class RaftLoop
             _stateMachine.Restore(stream);
         }
         _lastSnapshotIndex = snapshot.Index;
+        _bytesAppliedSinceSnapshot = 0;
         // Whatever we proposed at or below the snapshot may or may not be in it.
         foreach (var pending in _proposals.Values.Where(p => p.Index <= snapshot.Index).ToList())
         {
@@ -477,11 +480,14 @@ public sealed partial class RaftLoop
     private void MaybeStartSnapshot()
     {
         var applied = _node.AppliedIndex;
-        if (_snapshotInProgress || applied.Value - _lastSnapshotIndex.Value < (ulong)_options.SnapshotThresholdEntries)
+        var due = applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
+            || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes;
+        if (_snapshotInProgress || !due || applied <= _lastSnapshotIndex)
         {
             return;
         }
         _snapshotInProgress = true;
+        _bytesAppliedSinceSnapshot = 0;
         var metadata = _node.SnapshotMetadataAtApplied();
         var capture = _stateMachine.CaptureSnapshot();
         // Writing happens off the loop, so that applies go on while it runs; the result comes back as an input.

@@ -20,7 +20,7 @@ internal enum RecordType : byte
 /// The write-ahead log's record format (little-endian):
 /// <code>
 /// record  := payloadLength:u32  crc32c:u32  type:u8  reserved:u8[3]  payload
-/// crc32c  covers payloadLength, type, reserved and payload
+/// crc32c  covers type, reserved and payload (a damaged length moves the range it covers, so it fails too)
 /// header  payload := "RKVWAL01"  generation:u32  firstIndex:u64
 /// entry   payload := index:u64  term:u64  kind:u8  data
 /// commit  payload := "RKVBATCH"  lastIndex:u64  entryCount:u32
@@ -80,8 +80,8 @@ internal static class WalFormat
         BinaryPrimitives.WriteUInt32LittleEndian(record[4..], Checksum(record));
     }
 
-    /// <summary>CRC32C of a whole record (header and payload) with the checksum field left out.</summary>
-    public static uint Checksum(ReadOnlySpan<byte> record) => Crc32C.Compute(record[..4], record[8..]);
+    /// <summary>CRC32C of a record from its type byte to its end.</summary>
+    public static uint Checksum(ReadOnlySpan<byte> record) => Crc32C.Compute(record[8..]);
 
     /// <summary>Parses the header at the start of <paramref name="buffer"/>; false if it cannot be a record.</summary>
     public static bool TryReadHeader(ReadOnlySpan<byte> buffer, int maxPayloadBytes, out int payloadLength, out RecordType type)
@@ -110,13 +110,5 @@ internal static class WalFormat
 /// <summary>CRC-32C (Castagnoli) from System.IO.Hashing, over one or two spans.</summary>
 internal static class Crc32C
 {
-    public static uint Compute(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
-    {
-        var crc = new Crc32(Crc32ParameterSet.Crc32C);
-        crc.Append(first);
-        crc.Append(second);
-        return crc.GetCurrentHashAsUInt32();
-    }
-
     public static uint Compute(ReadOnlySpan<byte> data) => Crc32.HashToUInt32(Crc32ParameterSet.Crc32C, data);
 }

@@ -39,7 +39,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     private readonly List<Segment> _segments = [];
 
     // Where each entry (BaseIndex, LastIndex] lives: _locations[i] holds index BaseIndex + 1 + i.
-    private readonly List<EntryLocation> _locations = [];
+    private readonly ChunkedList<EntryLocation> _locations = new();
 
     private HardState _hardState;
     private LogMeta _written = LogMeta.Empty;
@@ -189,8 +189,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             if (entry.Index <= _lastIndex)
             {
                 // Replaces a conflicting suffix: on replay the later record wins in the same way.
-                var keep = (int)(entry.Index.Value - _baseIndex.Value - 1);
-                _locations.RemoveRange(keep, _locations.Count - keep);
+                _locations.TruncateTo((int)(entry.Index.Value - _baseIndex.Value - 1));
             }
             _locations.Add(new EntryLocation(active, offset));
             _lastIndex = entry.Index;
@@ -270,7 +269,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             return;
         }
         Invariant.Assert(index <= _lastIndex, $"compaction to {index} beyond the last index {_lastIndex}");
-        _locations.RemoveRange(0, (int)(index.Value - _baseIndex.Value));
+        _locations.RemovePrefix((int)(index.Value - _baseIndex.Value));
         _baseIndex = index;
         _baseTerm = term;
         // The new base is durable before any segment goes, so a crash in between never leaves a gap.
@@ -444,7 +443,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         {
             var keep = (int)(entry.Index.Value - _baseIndex.Value - 1);
             entries.RemoveRange(keep, entries.Count - keep);
-            _locations.RemoveRange(keep, _locations.Count - keep);
+            _locations.TruncateTo(keep);
         }
         entries.Add(entry);
         _locations.Add(new EntryLocation(segment, offset));

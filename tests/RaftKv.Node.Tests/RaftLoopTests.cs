@@ -197,6 +197,20 @@ public sealed class RaftLoopTests
     }
 
     [Fact]
+    public void A_snapshot_is_also_taken_when_the_applied_bytes_pass_their_threshold()
+    {
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 1_000_000, SnapshotThresholdBytes = 4_000, SnapshotKeepEntries = 0 });
+        node.ElectSelf();
+
+        for (var i = 0; i < 10; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(new byte[500]));
+        }
+
+        node.Snapshots.Latest.Should().NotBeNull("ten entries of 500 bytes pass a 4,000-byte threshold");
+    }
+
+    [Fact]
     public void A_restarted_node_starts_its_state_machine_from_the_newest_snapshot()
     {
         var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 10, SnapshotKeepEntries = 0 });

@@ -73,6 +73,12 @@ public sealed record SimulationOptions
     /// <summary>The longest gap between two injected faults (null: the seed decides, 60 to 700 ms).</summary>
     public int? MaxFaultGapMs { get; init; }
 
+    /// <summary>Entries applied between snapshots (null: the seed decides, 20 to 200).</summary>
+    public int? SnapshotThresholdEntries { get; init; }
+
+    /// <summary>Entries kept behind a snapshot (null: the seed decides, 0 to 40).</summary>
+    public int? SnapshotKeepEntries { get; init; }
+
     /// <summary>Keep every event as a line of text (for the determinism test and for failure reports).</summary>
     public bool RecordTrace { get; init; }
 

@@ -28,6 +28,8 @@ public sealed class Simulator
     private readonly Dictionary<FaultKinds, int> _faultCounts = [];
     private readonly HashSet<(NodeId From, NodeId To)> _cutLinks = [];
     private readonly List<(LogIndex Index, string Data)> _acknowledged = [];
+    private readonly Dictionary<string, int> _delivered = [];
+    private bool _writeOnly;
     private readonly ClusterConfig _config;
     private readonly NodeLoopOptions _loopOptions;
     private readonly StorageOptions _storageOptions;
@@ -67,6 +69,11 @@ public sealed class Simulator
             SnapshotThresholdEntries = _random.Next(20, 200),
             SnapshotKeepEntries = _random.Next(0, 40),
             MaxBatchInputs = _random.Next(1, 64),
+        };
+        _loopOptions = _loopOptions with
+        {
+            SnapshotThresholdEntries = options.SnapshotThresholdEntries ?? _loopOptions.SnapshotThresholdEntries,
+            SnapshotKeepEntries = options.SnapshotKeepEntries ?? _loopOptions.SnapshotKeepEntries,
         };
         // Small segments, so that segments roll and compaction deletes them.
         _storageOptions = new StorageOptions { SegmentBytes = _random.Next(4_096, 65_536), SnapshotsToKeep = 2 };
@@ -120,6 +127,102 @@ public sealed class Simulator
     }
 
     private bool Has(FaultKinds kind) => (_options.Faults & kind) != 0;
+
+    // ---------------------------------------------------------------- scripted use (targeted tests on the same machinery)
+
+    /// <summary>Starts every node with its ticks, and no clients or faults: the script drives the rest.</summary>
+    public void StartScripted()
+    {
+        _faultsActive = false;
+        _clientsActive = false;
+        foreach (var node in _nodes)
+        {
+            StartNode(node);
+            At(_random.Next(_options.TickMs), () => TickNode(node));
+        }
+    }
+
+    public void RunFor(int milliseconds) => Checked(() => RunUntil(_now + milliseconds));
+
+    public void CrashNode(int id) => Checked(() => Crash(_nodes[id - 1], "stopped by the script"));
+
+    public void RestartNode(int id) => Checked(() => Restart(_nodes[id - 1]));
+
+    public RaftStatus? Status(int id) => _nodes[id - 1].Up ? _nodes[id - 1].Raft!.Status() : null;
+
+    public int Delivered(string messageType) => _delivered.GetValueOrDefault(messageType);
+
+    /// <summary>The next fsync on this node's disk fails with EIO.</summary>
+    public void FailNextFsync(int id) => _nodes[id - 1].Disk.FailNextSync = true;
+
+    public string? StorageFailure(int id) => _nodes[id - 1].Loop?.StorageFailure;
+
+    public int? LeaderId => _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Loop!.StorageFailure is null) is { } leader
+        ? (int)leader.Id.Value
+        : null;
+
+    /// <summary>Writes until <paramref name="count"/> writes were acknowledged, from <paramref name="concurrency"/> clients at once.</summary>
+    public void Write(int count, int concurrency, int withinMs)
+    {
+        Checked(() =>
+        {
+            _writeOnly = true;
+            _clientsActive = true;
+            _clients.Clear();
+            for (var i = 0; i < concurrency; i++)
+            {
+                var client = new SimClient(1_000 + i);
+                _clients.Add(client);
+                At(0, () => StartOperation(client));
+            }
+            var deadline = _now + withinMs;
+            while (_acknowledged.Count < count && _now < deadline)
+            {
+                RunUntil(_now + 10);
+            }
+            _clientsActive = false;
+            while (_clients.Any(c => c.Current is not null) && _now < deadline + ClientTimeoutMs)
+            {
+                RunUntil(_now + 10);
+            }
+            if (_acknowledged.Count < count)
+            {
+                throw new SafetyViolationException($"liveness: only {_acknowledged.Count} of {count} writes acknowledged within {withinMs} ms");
+            }
+        });
+    }
+
+    /// <summary>Runs until every node converged (or fails after <paramref name="withinMs"/>), then checks the final state.</summary>
+    public void Converge(int withinMs)
+    {
+        Checked(() =>
+        {
+            var deadline = _now + withinMs;
+            while (!Converged())
+            {
+                if (_now >= deadline)
+                {
+                    throw new SafetyViolationException($"liveness: no convergence within {withinMs} ms. {DescribeNodes()}");
+                }
+                RunUntil(_now + 20);
+            }
+            CheckFinalState();
+        });
+    }
+
+    public int AcknowledgedWrites => _acknowledged.Count;
+
+    private void Checked(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e) when (e is SafetyViolationException or InvariantViolationException)
+        {
+            throw new SimulationFailureException($"seed {_options.Seed} failed at {_now} ms: {e.Message}", e) { Trace = _trace };
+        }
+    }
 
     // ---------------------------------------------------------------- the event loop
 
@@ -389,6 +492,7 @@ public sealed class Simulator
             NotifySnapshotOutcome(message, delivered: true);
         }
         Trace("recv " + message);
+        _delivered[message.GetType().Name] = _delivered.GetValueOrDefault(message.GetType().Name) + 1;
         to.Loop!.Deliver(message);
         ScheduleProcess(to, _random.Next(2));
     }
@@ -615,7 +719,7 @@ public sealed class Simulator
         client.Sequence++;
         var operation = new SimOperation(node, node.Incarnation, _now);
         client.Current = operation;
-        if (_random.Next(10) < 6)
+        if (_writeOnly || _random.Next(10) < 6)
         {
             operation.Data = $"{key}=c{client.Id}-{client.Sequence}";
             if (!node.Up)

@@ -1,0 +1,32 @@
+using System.Diagnostics;
+using System.Globalization;
+using RaftKv.Benchmarks;
+
+// Benchmarks print figures; they are not tests. Run them in Release on an idle machine:
+//   dotnet run -c Release --project bench/RaftKv.Benchmarks -- wal [seconds-per-run]
+//   dotnet run -c Release --project bench/RaftKv.Benchmarks -- restart [entries]
+var command = args.Length > 0 ? args[0] : "help";
+var directory = Path.Combine(Path.GetTempPath(), "raftkv-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+try
+{
+    switch (command)
+    {
+        case "wal":
+            WalBenchmark.Run(directory, args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCulture) : 2.0);
+            return 0;
+        case "restart":
+            RestartBenchmark.Run(directory, args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1_000_000);
+            return 0;
+        default:
+            Console.WriteLine("usage: RaftKv.Benchmarks wal [seconds-per-run] | restart [entries]");
+            return command == "help" ? 0 : 2;
+    }
+}
+finally
+{
+    if (Directory.Exists(directory))
+    {
+        Directory.Delete(directory, recursive: true);
+    }
+    Debug.Assert(!Directory.Exists(directory));
+}
