@@ -43,6 +43,7 @@ public sealed partial class RaftLoop
     private bool _snapshotInProgress;
     private LogIndex _lastSnapshotIndex;
     private long _bytesAppliedSinceSnapshot;
+    private long _snapshotStarted;
     private string? _storageFailure;
     private SoftState _softState;
 
@@ -82,6 +83,7 @@ public sealed partial class RaftLoop
         });
         _lastSnapshotIndex = node.LatestSnapshot?.Index ?? LogIndex.Zero;
         _softState = node.SoftState;
+        Publish(_softState);
         if (node.LatestSnapshot is { } snapshot)
         {
             // The core starts applying after its newest snapshot: the state machine starts from that snapshot.
@@ -91,6 +93,18 @@ public sealed partial class RaftLoop
     }
 
     public NodeId Id => _node.Id;
+
+    // The soft state as of the last Ready, for callers on other threads (routing a request to the leader).
+    private long _publishedLeader;
+    private int _publishedRole;
+    private long _publishedTerm;
+
+    /// <summary>The leader this node knew at its last step (may be stale by one step); none if unknown.</summary>
+    public NodeId KnownLeader => new((ulong)Interlocked.Read(ref _publishedLeader));
+
+    public Role KnownRole => (Role)Volatile.Read(ref _publishedRole);
+
+    public Term KnownTerm => new((ulong)Interlocked.Read(ref _publishedTerm));
 
     /// <summary>Messages dropped because the inbox was full (Raft tolerates loss; the count shows overload).</summary>
     public long DroppedMessages => Interlocked.Read(ref _droppedMessages);
@@ -306,7 +320,7 @@ public sealed partial class RaftLoop
                     // node's log and still be committed by a later leader, so all we can say is: unknown.
                     Resolve(replaced, ProposalStatus.Unknown, null, "this node's entry was replaced; it may still commit elsewhere");
                 }
-                _proposals[result.Index] = new PendingProposal(result.Index, result.Term, propose.Completion);
+                _proposals[result.Index] = new PendingProposal(result.Index, result.Term, propose.Completion, _time.GetTimestamp());
                 break;
             case ProposeStatus.NotLeader:
                 Answer(propose.Completion, ProposalOutcome.Refused(ProposalStatus.NotLeader, result.LeaderHint, result.Reason ?? "not the leader"));
@@ -418,9 +432,17 @@ public sealed partial class RaftLoop
         if (ready.SoftState != _softState)
         {
             _softState = ready.SoftState;
+            Publish(_softState);
             _observer.RoleChanged(ready.SoftState);
             LogRoleChanged(_node.Id, ready.SoftState.Role, ready.SoftState.Term.Value, ready.SoftState.Leader);
         }
+    }
+
+    private void Publish(SoftState state)
+    {
+        Interlocked.Exchange(ref _publishedLeader, (long)state.Leader.Value);
+        Interlocked.Exchange(ref _publishedTerm, (long)state.Term.Value);
+        Volatile.Write(ref _publishedRole, (int)state.Role);
     }
 
     private void Apply(LogEntry entry)
@@ -437,6 +459,7 @@ public sealed partial class RaftLoop
             // cut from this node's log proves nothing: it may survive elsewhere and still commit.)
             if (pending.Term == entry.Term)
             {
+                _observer.ProposalCommitted(_time.GetElapsedTime(pending.ProposedAt));
                 Resolve(pending, ProposalStatus.Applied, result, null);
             }
             else
@@ -487,6 +510,7 @@ public sealed partial class RaftLoop
             return;
         }
         _snapshotInProgress = true;
+        _snapshotStarted = _time.GetTimestamp();
         _bytesAppliedSinceSnapshot = 0;
         var metadata = _node.SnapshotMetadataAtApplied();
         var capture = _stateMachine.CaptureSnapshot();
@@ -537,7 +561,7 @@ public sealed partial class RaftLoop
             }
         }
         _node.SnapshotTaken(metadata, compactTo);
-        _observer.SnapshotTaken(metadata);
+        _observer.SnapshotTaken(metadata, _time.GetElapsedTime(_snapshotStarted));
         LogSnapshotTaken(_node.Id, metadata.Index.Value, compactTo.Value);
     }
 
@@ -554,6 +578,7 @@ public sealed partial class RaftLoop
         // Step down: nothing more is persisted, so nothing more may be promised. No message leaves after this either, so
         // the other nodes stop hearing from us and elect a leader among themselves.
         _node.StepDown();
+        Publish(_node.SoftState);
         LogStorageFailed(_node.Id, error);
         _observer.StorageFailed(error.Message);
         FailEverythingPending("storage failed: " + error.Message);
@@ -601,7 +626,7 @@ public sealed partial class RaftLoop
         }
     }
 
-    private sealed record PendingProposal(LogIndex Index, Term Term, TaskCompletionSource<ProposalOutcome> Completion);
+    private sealed record PendingProposal(LogIndex Index, Term Term, TaskCompletionSource<ProposalOutcome> Completion, long ProposedAt);
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "{Node} is now {Role} in term {Term} (leader {Leader})")]
     private partial void LogRoleChanged(NodeId node, Role role, ulong term, NodeId leader);

@@ -26,9 +26,12 @@ public interface IRaftLoopObserver
 
     void Applied(int entryCount, LogIndex appliedIndex, TimeSpan duration);
 
+    /// <summary>One of this node's proposals committed: the time from proposing it to seeing it committed (replication).</summary>
+    void ProposalCommitted(TimeSpan sinceProposed);
+
     void RoleChanged(SoftState state);
 
-    void SnapshotTaken(SnapshotMetadata metadata);
+    void SnapshotTaken(SnapshotMetadata metadata, TimeSpan duration);
 
     void StorageFailed(string reason);
 }
@@ -49,11 +52,15 @@ public sealed class NullRaftLoopObserver : IRaftLoopObserver
     {
     }
 
+    public void ProposalCommitted(TimeSpan sinceProposed)
+    {
+    }
+
     public void RoleChanged(SoftState state)
     {
     }
 
-    public void SnapshotTaken(SnapshotMetadata metadata)
+    public void SnapshotTaken(SnapshotMetadata metadata, TimeSpan duration)
     {
     }
 

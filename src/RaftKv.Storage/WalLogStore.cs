@@ -67,10 +67,20 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         _logger = logger ?? NullLogger.Instance;
     }
 
-    /// <summary>Bytes the segments hold on disk.</summary>
-    public long SizeBytes => _segments.Sum(s => s.Length);
+    private long _sizeBytes;
+    private int _segmentCount;
 
-    public int SegmentCount => _segments.Count;
+    /// <summary>Bytes the segments hold on disk (safe to read from any thread).</summary>
+    public long SizeBytes => Volatile.Read(ref _sizeBytes);
+
+    /// <summary>Segments on disk (safe to read from any thread).</summary>
+    public int SegmentCount => Volatile.Read(ref _segmentCount);
+
+    private void Remeasure()
+    {
+        Volatile.Write(ref _sizeBytes, _segments.Sum(s => s.Length));
+        Volatile.Write(ref _segmentCount, _segments.Count);
+    }
 
     /// <summary>The segments that make up the log, oldest first (paths relative to the store's folder).</summary>
     public IReadOnlyList<string> SegmentPaths => [.. _segments.Select(s => s.Path)];
@@ -160,6 +170,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             throw new StorageException(
                 $"{LogMeta.FileName}: commit index {_hardState.Commit.Value} is beyond the log's last index {_lastIndex.Value}: committed entries are missing from {Directory}/");
         }
+        Remeasure();
         return new PersistentState(_hardState, null, _baseIndex, _baseTerm, entries);
     }
 
@@ -230,6 +241,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                 throw Fail($"{active.Path}: writing {data.Length} bytes at offset {active.Length} and fsyncing them failed: {error.Message}", error);
             }
             active.Length += data.Length;
+            Remeasure();
             _batch.ResetWrittenCount();
             _batchEntries = 0;
             _segmentCreatedInBatch = false;
@@ -259,6 +271,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             _files.Delete(segment.Path);
         }
         _segments.Clear();
+        Remeasure();
     }
 
     public void Compact(LogIndex index, Term term)
@@ -288,6 +301,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                 LogDeleteFailed(segment.Path, error);
             }
         }
+        Remeasure();
     }
 
     /// <summary>Reads an entry back from its segment, checking its checksum (for tests and tools).</summary>

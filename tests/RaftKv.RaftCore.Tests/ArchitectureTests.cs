@@ -22,6 +22,28 @@ public sealed class ArchitectureTests
     }
 
     [Fact]
+    public void Storage_depends_on_the_core_hashing_and_logging_only()
+    {
+        ReferencesOf(typeof(RaftKv.Storage.WalLogStore).Assembly).Should().BeEquivalentTo(["RaftKv.RaftCore", "Microsoft.Extensions.Logging.Abstractions"]);
+    }
+
+    [Fact]
+    public void The_state_machine_depends_on_the_core_only()
+    {
+        ReferencesOf(typeof(RaftKv.StateMachine.KvStateMachine).Assembly).Should().BeEquivalentTo(["RaftKv.RaftCore"]);
+    }
+
+    [Fact]
+    public void The_transport_depends_on_the_core_and_grpc_and_keeps_protobuf_types_inside()
+    {
+        var transport = typeof(RaftKv.Transport.GrpcTransport).Assembly;
+
+        ReferencesOf(transport).Should().OnlyContain(name => name == "RaftKv.RaftCore" || name.StartsWith("Grpc.", StringComparison.Ordinal)
+            || name == "Google.Protobuf" || name.StartsWith("Microsoft.", StringComparison.Ordinal));
+        transport.GetExportedTypes().Should().NotContain(t => t.Namespace == "RaftKv.Transport.Protos", "protobuf types stay at the edge");
+    }
+
+    [Fact]
     public void The_core_uses_no_threading_or_io_types_at_all()
     {
         var forbidden = new[] { "System.Threading.Tasks", "System.Threading.Channels", "System.Net", "System.IO.File" };

@@ -1,0 +1,61 @@
+using System.Text.Json;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace RaftKv.Server;
+
+/// <summary>
+/// Ready to serve: the storage works, a leader is known, and this node has applied what it knows is committed (within a
+/// small lag). Liveness (/health) only asks whether the process answers.
+/// </summary>
+public sealed class ReadinessCheck(NodeHost node) : IHealthCheck
+{
+    public const ulong MaxApplyLag = 1_000;
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        RaftKv.Node.NodeStatus status;
+        try
+        {
+            status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return HealthCheckResult.Unhealthy("the node loop did not answer within 2 s");
+        }
+        var raft = status.Raft;
+        if (status.StorageFailure is { } failure)
+        {
+            return HealthCheckResult.Unhealthy("storage failed: " + failure);
+        }
+        if (raft.Leader.IsNone)
+        {
+            return HealthCheckResult.Unhealthy($"no leader known in term {raft.Term.Value}");
+        }
+        if (raft.Commit.Value - raft.Applied.Value > MaxApplyLag)
+        {
+            return HealthCheckResult.Unhealthy($"applied {raft.Applied.Value} is more than {MaxApplyLag} behind commit {raft.Commit.Value}");
+        }
+        return HealthCheckResult.Healthy($"{raft.Role.ToString().ToLowerInvariant()} in term {raft.Term.Value}, leader {raft.Leader}, applied {raft.Applied.Value} of commit {raft.Commit.Value}");
+    }
+
+    /// <summary>Writes {"status":"Healthy","detail":"..."} so that a probe's log says why.</summary>
+    public static Task WriteAsync(HttpContext http, HealthReport report)
+    {
+        ArgumentNullException.ThrowIfNull(http);
+        ArgumentNullException.ThrowIfNull(report);
+        http.Response.ContentType = "application/json";
+        var detail = string.Join("; ", report.Entries.Values.Select(e => e.Description).OfType<string>());
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("status", report.Status.ToString());
+            if (detail.Length > 0)
+            {
+                json.WriteString("detail", detail);
+            }
+            json.WriteEndObject();
+        }
+        return http.Response.Body.WriteAsync(buffer.ToArray()).AsTask();
+    }
+}

@@ -1,0 +1,136 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace RaftKv.StateMachine;
+
+public enum KvOperation : byte
+{
+    Get = 1,
+    Set = 2,
+    Delete = 3,
+
+    /// <summary>Compare-and-set: against the current value (<see cref="KvCommand.Expected"/>) or version (<see cref="KvCommand.ExpectedVersion"/>).</summary>
+    Cas = 4,
+}
+
+/// <summary>
+/// One client command, as stored in a log entry (writes) or run as a query (reads). A write that carries a client id and a
+/// sequence number is applied at most once: a retry gets the saved answer (exactly-once client sessions).
+/// <code>
+/// format:u8=1 operation:u8 flags:u8 seq:u64 expectedVersion:u64 clientId key value expected   (strings: length:i32 + UTF-8, -1 = none)
+/// </code>
+/// </summary>
+public sealed record KvCommand(
+    KvOperation Operation,
+    string Key,
+    string? Value = null,
+    string? Expected = null,
+    ulong? ExpectedVersion = null,
+    string? ClientId = null,
+    ulong Sequence = 0)
+{
+    private const byte Format = 1;
+    private const byte HasExpectedVersion = 1;
+
+    public bool IsWrite => Operation is not KvOperation.Get;
+
+    public byte[] Encode()
+    {
+        var size = 3 + 8 + 8 + Size(ClientId) + Size(Key) + Size(Value) + Size(Expected);
+        var buffer = new byte[size];
+        var span = buffer.AsSpan();
+        span[0] = Format;
+        span[1] = (byte)Operation;
+        span[2] = ExpectedVersion is null ? (byte)0 : HasExpectedVersion;
+        BinaryPrimitives.WriteUInt64LittleEndian(span[3..], Sequence);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[11..], ExpectedVersion ?? 0);
+        var offset = 19;
+        offset += WriteString(span[offset..], ClientId);
+        offset += WriteString(span[offset..], Key);
+        offset += WriteString(span[offset..], Value);
+        WriteString(span[offset..], Expected);
+        return buffer;
+    }
+
+    /// <summary>Decodes <see cref="Encode"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
+    public static KvCommand Decode(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 19 || data[0] != Format || data[1] is < 1 or > 4)
+        {
+            throw new FormatException("not a KV command");
+        }
+        var operation = (KvOperation)data[1];
+        var hasVersion = (data[2] & HasExpectedVersion) != 0;
+        var sequence = BinaryPrimitives.ReadUInt64LittleEndian(data[3..]);
+        var version = BinaryPrimitives.ReadUInt64LittleEndian(data[11..]);
+        var offset = 19;
+        var clientId = ReadString(data, ref offset);
+        var key = ReadString(data, ref offset) ?? throw new FormatException("KV command without a key");
+        var value = ReadString(data, ref offset);
+        var expected = ReadString(data, ref offset);
+        if (offset != data.Length)
+        {
+            throw new FormatException("trailing bytes after a KV command");
+        }
+        return new KvCommand(operation, key, value, expected, hasVersion ? version : null, clientId, sequence);
+    }
+
+    private static int Size(string? text) => 4 + (text is null ? 0 : Encoding.UTF8.GetByteCount(text));
+
+    private static int WriteString(Span<byte> destination, string? text)
+    {
+        if (text is null)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(destination, -1);
+            return 4;
+        }
+        var length = Encoding.UTF8.GetBytes(text, destination[4..]);
+        BinaryPrimitives.WriteInt32LittleEndian(destination, length);
+        return 4 + length;
+    }
+
+    private static string? ReadString(ReadOnlySpan<byte> data, ref int offset)
+    {
+        if (offset + 4 > data.Length)
+        {
+            throw new FormatException("truncated KV command");
+        }
+        var length = BinaryPrimitives.ReadInt32LittleEndian(data[offset..]);
+        offset += 4;
+        if (length == -1)
+        {
+            return null;
+        }
+        if (length < 0 || offset + length > data.Length)
+        {
+            throw new FormatException("truncated KV command");
+        }
+        var text = Encoding.UTF8.GetString(data.Slice(offset, length));
+        offset += length;
+        return text;
+    }
+}
+
+public enum KvError
+{
+    None,
+
+    /// <summary>A CAS found another value or version than the one expected; the result holds the current one.</summary>
+    CasMismatch,
+
+    /// <summary>A session's sequence number below the last one applied: the client moved on, the old answer is gone.</summary>
+    StaleSequence,
+
+    /// <summary>The log held bytes that are not a KV command (never written by this server).</summary>
+    Malformed,
+}
+
+/// <summary>The answer to a command. <see cref="Version"/> is the index that last wrote the key (0: absent).</summary>
+public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value, ulong Version, ulong Index)
+{
+    public static KvResult Failed(KvError error, ulong index, KvItem? current = null) =>
+        new(false, error, current is not null, current?.Value, current?.Version ?? 0, index);
+}
+
+/// <summary>A stored value and the index that wrote it.</summary>
+public sealed record KvItem(string Value, ulong Version);

@@ -1,0 +1,299 @@
+using System.Collections.Immutable;
+using System.Text;
+using RaftKv.RaftCore;
+
+namespace RaftKv.StateMachine;
+
+/// <summary>Bounds of the client sessions. Expiry counts log indexes, never wall-clock time, so every node agrees.</summary>
+public sealed record KvOptions
+{
+    /// <summary>Sessions kept; past this the least recently used are dropped, oldest first.</summary>
+    public int MaxSessions { get; init; } = 100_000;
+
+    /// <summary>A session not used for this many log indexes expires.</summary>
+    public ulong SessionExpiryIndexes { get; init; } = 1_000_000;
+
+    public IEnumerable<string> Validate()
+    {
+        if (MaxSessions < 1)
+        {
+            yield return "MaxSessions: must be at least 1";
+        }
+        if (SessionExpiryIndexes < 1)
+        {
+            yield return "SessionExpiryIndexes: must be at least 1";
+        }
+    }
+}
+
+/// <summary>
+/// The replicated key-value map: key → (value, version = the index that last wrote it), plus exactly-once client
+/// sessions (client id → last sequence applied and its answer). Apply is deterministic. The whole state is one
+/// immutable value swapped after each apply, so a snapshot (or a digest, from any thread) captures it in O(1) and is
+/// written out while applies go on.
+/// Sessions assume one request in flight per client id, as with LogCabin and Dragonboat: a client numbers its writes
+/// 1, 2, 3… and retries one with the same number until it gets an answer.
+/// </summary>
+public sealed class KvStateMachine : IStateMachine
+{
+    private const uint SnapshotFormat = 0x4B565331; // "KVS1"
+    private readonly KvOptions _options;
+    private ImmutableDictionary<string, KvItem> _items = ImmutableDictionary.Create<string, KvItem>(StringComparer.Ordinal);
+    private ImmutableDictionary<string, Session> _sessions = ImmutableDictionary.Create<string, Session>(StringComparer.Ordinal);
+
+    // What other threads may read: the state as of the last apply, as one immutable value.
+    private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableDictionary<string, Session>.Empty, LogIndex.Zero);
+
+    public KvStateMachine(KvOptions? options = null)
+    {
+        _options = options ?? new KvOptions();
+        var problems = _options.Validate().ToList();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("invalid KV options: " + string.Join("; ", problems), nameof(options));
+        }
+    }
+
+    public int Count => _items.Count;
+
+    public int SessionCount => _sessions.Count;
+
+    public LogIndex LastApplied { get; private set; }
+
+    public object? Apply(LogEntry entry)
+    {
+        Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
+        LastApplied = entry.Index;
+        var result = ApplyCommand(entry);
+        Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+        return result;
+    }
+
+    private KvResult ApplyCommand(LogEntry entry)
+    {
+        var index = entry.Index.Value;
+        KvCommand command;
+        try
+        {
+            command = KvCommand.Decode(entry.Data.Span);
+        }
+        catch (FormatException)
+        {
+            return KvResult.Failed(KvError.Malformed, index);
+        }
+
+        if (command.ClientId is { } clientId && _sessions.TryGetValue(clientId, out var session))
+        {
+            if (command.Sequence == session.Sequence)
+            {
+                // A retry of what was already applied: the same answer, nothing applied again.
+                _sessions = _sessions.SetItem(clientId, session with { LastIndex = index });
+                return session.Result;
+            }
+            if (command.Sequence < session.Sequence)
+            {
+                return KvResult.Failed(KvError.StaleSequence, index);
+            }
+        }
+
+        var result = Execute(command, index);
+        if (command.ClientId is { } id)
+        {
+            _sessions = _sessions.SetItem(id, new Session(command.Sequence, result, index));
+        }
+        ExpireSessions(index);
+        return result;
+    }
+
+    private KvResult Execute(KvCommand command, ulong index)
+    {
+        _items.TryGetValue(command.Key, out var current);
+        switch (command.Operation)
+        {
+            case KvOperation.Set:
+                _items = _items.SetItem(command.Key, new KvItem(command.Value ?? "", index));
+                return new KvResult(true, KvError.None, true, command.Value, index, index);
+            case KvOperation.Delete:
+                if (current is not null)
+                {
+                    _items = _items.Remove(command.Key);
+                }
+                return new KvResult(true, KvError.None, current is not null, null, 0, index);
+            case KvOperation.Cas:
+                var matches = command.ExpectedVersion is { } version
+                    ? (current?.Version ?? 0) == version
+                    : command.Expected is null ? current is null : current?.Value == command.Expected;
+                if (!matches)
+                {
+                    return KvResult.Failed(KvError.CasMismatch, index, current);
+                }
+                _items = _items.SetItem(command.Key, new KvItem(command.Value ?? "", index));
+                return new KvResult(true, KvError.None, true, command.Value, index, index);
+            default:
+                return Read(command.Key, index);
+        }
+    }
+
+    /// <summary>Drops sessions idle for longer than the expiry, and the least recently used beyond the bound.</summary>
+    private void ExpireSessions(ulong index)
+    {
+        var overBound = _sessions.Count > _options.MaxSessions;
+        if (!overBound && index % 1024 != 0)
+        {
+            return; // expiry by age is checked every 1,024 indexes; the bound at once
+        }
+        var expired = _sessions.Where(s => s.Value.LastIndex + _options.SessionExpiryIndexes < index).Select(s => s.Key).ToList();
+        var sessions = _sessions.RemoveRange(expired);
+        if (sessions.Count > _options.MaxSessions)
+        {
+            // Evict a tenth beyond the bound at once, least recently used first (ties by client id): deterministic.
+            var excess = sessions.Count - _options.MaxSessions + (_options.MaxSessions / 10);
+            var oldest = sessions.OrderBy(s => s.Value.LastIndex).ThenBy(s => s.Key, StringComparer.Ordinal).Take(excess).Select(s => s.Key).ToList();
+            sessions = sessions.RemoveRange(oldest);
+        }
+        _sessions = sessions;
+    }
+
+    /// <summary>A read: the query is an encoded <see cref="KvCommand"/> with the Get operation.</summary>
+    public object? Query(ReadOnlyMemory<byte> query)
+    {
+        var command = KvCommand.Decode(query.Span);
+        return Read(command.Key, LastApplied.Value);
+    }
+
+    private KvResult Read(string key, ulong index) =>
+        _items.TryGetValue(key, out var item)
+            ? new KvResult(true, KvError.None, true, item.Value, item.Version, index)
+            : new KvResult(true, KvError.None, false, null, 0, index);
+
+    /// <summary>
+    /// A digest of the whole state (items and sessions) and the index it is at, equal on every node that applied the same
+    /// log. Safe from any thread: it reads the state as of the last apply.
+    /// </summary>
+    public (ulong Digest, LogIndex Index) Digest()
+    {
+        var capture = Volatile.Read(ref _published);
+        using var stream = new DigestStream();
+        capture.WriteTo(stream);
+        return (stream.Hash, capture.LastApplied);
+    }
+
+    public IStateMachineSnapshot CaptureSnapshot() => Volatile.Read(ref _published);
+
+    public void Restore(Stream snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        using var reader = new BinaryReader(snapshot, Encoding.UTF8, leaveOpen: true);
+        if (reader.ReadUInt32() != SnapshotFormat)
+        {
+            throw new StorageException("not a KV snapshot");
+        }
+        var lastApplied = new LogIndex(reader.ReadUInt64());
+        var items = ImmutableDictionary.CreateBuilder<string, KvItem>(StringComparer.Ordinal);
+        var count = reader.ReadInt32();
+        for (var i = 0; i < count; i++)
+        {
+            var key = reader.ReadString();
+            items[key] = new KvItem(reader.ReadString(), reader.ReadUInt64());
+        }
+        var sessions = ImmutableDictionary.CreateBuilder<string, Session>(StringComparer.Ordinal);
+        var sessionCount = reader.ReadInt32();
+        for (var i = 0; i < sessionCount; i++)
+        {
+            var client = reader.ReadString();
+            var sequence = reader.ReadUInt64();
+            var lastIndex = reader.ReadUInt64();
+            sessions[client] = new Session(sequence, ReadResult(reader), lastIndex);
+        }
+        _items = items.ToImmutable();
+        _sessions = sessions.ToImmutable();
+        LastApplied = lastApplied;
+        Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+    }
+
+    private static KvResult ReadResult(BinaryReader reader)
+    {
+        var ok = reader.ReadBoolean();
+        var error = (KvError)reader.ReadByte();
+        var found = reader.ReadBoolean();
+        var value = reader.ReadBoolean() ? reader.ReadString() : null;
+        return new KvResult(ok, error, found, value, reader.ReadUInt64(), reader.ReadUInt64());
+    }
+
+    private static void WriteResult(BinaryWriter writer, KvResult result)
+    {
+        writer.Write(result.Ok);
+        writer.Write((byte)result.Error);
+        writer.Write(result.Found);
+        writer.Write(result.Value is not null);
+        if (result.Value is not null)
+        {
+            writer.Write(result.Value);
+        }
+        writer.Write(result.Version);
+        writer.Write(result.Index);
+    }
+
+    private sealed record Session(ulong Sequence, KvResult Result, ulong LastIndex);
+
+    /// <summary>Immutable references to the maps at one index; written out off the loop, in key order.</summary>
+    private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableDictionary<string, Session> sessions, LogIndex lastApplied)
+        : IStateMachineSnapshot
+    {
+        public LogIndex LastApplied => lastApplied;
+
+        public void WriteTo(Stream destination)
+        {
+            using var writer = new BinaryWriter(destination, Encoding.UTF8, leaveOpen: true);
+            writer.Write(SnapshotFormat);
+            writer.Write(lastApplied.Value);
+            writer.Write(items.Count);
+            foreach (var (key, item) in items.OrderBy(i => i.Key, StringComparer.Ordinal))
+            {
+                writer.Write(key);
+                writer.Write(item.Value);
+                writer.Write(item.Version);
+            }
+            writer.Write(sessions.Count);
+            foreach (var (client, session) in sessions.OrderBy(s => s.Key, StringComparer.Ordinal))
+            {
+                writer.Write(client);
+                writer.Write(session.Sequence);
+                writer.Write(session.LastIndex);
+                WriteResult(writer, session.Result);
+            }
+        }
+    }
+
+    /// <summary>A write-only stream that hashes what is written (for <see cref="Digest"/>).</summary>
+    private sealed class DigestStream : Stream
+    {
+        private readonly System.IO.Hashing.XxHash64 _hash = new();
+
+        public ulong Hash => _hash.GetCurrentHashAsUInt64();
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => 0;
+
+        public override long Position { get => 0; set => throw new NotSupportedException(); }
+
+        public override void Write(byte[] buffer, int offset, int count) => _hash.Append(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer) => _hash.Append(buffer);
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,395 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using RaftKv.RaftCore;
+using Proto = RaftKv.Transport.Protos;
+
+namespace RaftKv.Transport;
+
+/// <summary>Bounds and timings of the peer transport. <see cref="Validate"/> names the field that is wrong.</summary>
+public sealed record TransportOptions
+{
+    /// <summary>Messages waiting for one peer; beyond it new ones are dropped (and counted). Raft tolerates loss.</summary>
+    public int OutboxCapacity { get; init; } = 4_096;
+
+    /// <summary>Messages and bytes sent in one stream write.</summary>
+    public int MaxBatchMessages { get; init; } = 256;
+
+    public int MaxBatchBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>The largest gRPC message accepted.</summary>
+    public int MaxMessageBytes { get; init; } = 16 * 1024 * 1024;
+
+    public int SnapshotChunkBytes { get; init; } = 1024 * 1024;
+
+    public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>HTTP/2 keep-alive pings find a dead link (a partition drops packets without a reset).</summary>
+    public TimeSpan KeepAlivePingDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    public TimeSpan KeepAlivePingTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    public IEnumerable<string> Validate()
+    {
+        if (OutboxCapacity < 1)
+        {
+            yield return "OutboxCapacity: must be at least 1";
+        }
+        if (MaxBatchMessages < 1)
+        {
+            yield return "MaxBatchMessages: must be at least 1";
+        }
+        if (MaxBatchBytes < 1024)
+        {
+            yield return "MaxBatchBytes: must be at least 1024";
+        }
+        if (SnapshotChunkBytes < 1024 || SnapshotChunkBytes > MaxMessageBytes / 2)
+        {
+            yield return "SnapshotChunkBytes: must be between 1024 and half of MaxMessageBytes";
+        }
+        if (ReconnectMinDelay <= TimeSpan.Zero || ReconnectMaxDelay < ReconnectMinDelay)
+        {
+            yield return "ReconnectMinDelay/ReconnectMaxDelay: must be positive, min at most max";
+        }
+    }
+}
+
+/// <summary>What the node offers the transport: where received messages go, where snapshots live, who forwards to it.</summary>
+public interface IPeerHost
+{
+    NodeId Self { get; }
+
+    ISnapshotStore Snapshots { get; }
+
+    void Deliver(Message message);
+
+    void ReportUnreachable(NodeId peer);
+
+    void ReportSnapshotSent(NodeId peer, bool succeeded);
+
+    /// <summary>Runs a client request forwarded by a follower; the answer is relayed as it is.</summary>
+    Task<ForwardAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken);
+}
+
+/// <summary>A client request a follower hands to the leader: the encoded command and how to run it.</summary>
+public sealed record ForwardedRequest(NodeId From, ReadOnlyMemory<byte> Command, bool Write, bool Linearizable, TimeSpan Timeout);
+
+/// <summary>The leader's answer, as an HTTP status and body that the follower relays.</summary>
+public sealed record ForwardAnswer(int Status, ReadOnlyMemory<byte> Body, string? Leader);
+
+/// <summary>
+/// Raft messages over gRPC (HTTP/2): one long-lived client stream per peer carries this node's messages to it in order,
+/// in batches, without waiting for replies. Each peer has a bounded outbox: <see cref="Send"/> never blocks, and when the
+/// outbox is full (a dead or slow peer) the message is dropped and counted. A broken stream is reopened with exponential
+/// backoff and jitter. Snapshots go on their own stream in chunks, so a large transfer never holds up heartbeats.
+/// </summary>
+public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
+{
+    private readonly IPeerHost _host;
+    private readonly TransportOptions _options;
+    private readonly ILogger _logger;
+    private readonly Dictionary<NodeId, PeerSender> _senders = [];
+    private readonly CancellationTokenSource _stopping = new();
+
+    public GrpcTransport(IPeerHost host, IReadOnlyDictionary<NodeId, Uri> peers, TransportOptions options, ILogger logger)
+    {
+        _host = host ?? throw new ArgumentNullException(nameof(host));
+        ArgumentNullException.ThrowIfNull(peers);
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        var problems = options.Validate().ToList();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException("invalid transport options: " + string.Join("; ", problems), nameof(options));
+        }
+        _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        foreach (var (id, address) in peers)
+        {
+            if (id != host.Self)
+            {
+                _senders[id] = new PeerSender(this, id, address);
+            }
+        }
+    }
+
+    public void Start()
+    {
+        foreach (var sender in _senders.Values)
+        {
+            sender.Start(_stopping.Token);
+        }
+    }
+
+    public void Send(Message message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (_senders.TryGetValue(message.To, out var sender))
+        {
+            sender.Enqueue(message);
+        }
+    }
+
+    /// <summary>Messages dropped per peer because its outbox was full.</summary>
+    public IReadOnlyDictionary<NodeId, long> DroppedMessages => _senders.ToDictionary(s => s.Key, s => s.Value.Dropped);
+
+    public IReadOnlyDictionary<NodeId, bool> Connected => _senders.ToDictionary(s => s.Key, s => s.Value.IsConnected);
+
+    /// <summary>Hands a client request to <paramref name="leader"/> and returns its answer.</summary>
+    public async Task<ForwardAnswer> ForwardAsync(NodeId leader, ForwardedRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!_senders.TryGetValue(leader, out var sender))
+        {
+            throw new InvalidOperationException($"{leader} is not a known peer");
+        }
+        var reply = await sender.Client.ForwardAsync(new Proto.ForwardRequest
+        {
+            From = _host.Self.Value,
+            Command = Google.Protobuf.ByteString.CopyFrom(request.Command.Span),
+            Write = request.Write,
+            Linearizable = request.Linearizable,
+            TimeoutMs = (uint)request.Timeout.TotalMilliseconds,
+        }, deadline: DateTime.UtcNow + request.Timeout + TimeSpan.FromSeconds(1), cancellationToken: cancellationToken).ConfigureAwait(false);
+        return new ForwardAnswer(reply.Status, reply.Body.Memory, reply.Leader.Length == 0 ? null : reply.Leader);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (var sender in _senders.Values)
+        {
+            await sender.StopAsync().ConfigureAwait(false);
+        }
+        _stopping.Dispose();
+    }
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "{Self} lost its stream to {Peer} ({Reason}); reconnecting with backoff")]
+    private partial void LogDisconnected(NodeId self, NodeId peer, string reason);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "{Self} streams to {Peer} at {Address}")]
+    private partial void LogConnected(NodeId self, NodeId peer, Uri address);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "{Self} sent snapshot {Index}/{Term} to {Peer} ({Bytes} bytes)")]
+    private partial void LogSnapshotSent(NodeId self, NodeId peer, ulong index, ulong term, long bytes);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "{Self} could not send snapshot {Index} to {Peer}")]
+    private partial void LogSnapshotFailed(NodeId self, NodeId peer, ulong index, Exception error);
+
+    /// <summary>The outbox and the stream to one peer.</summary>
+    private sealed class PeerSender
+    {
+        private readonly GrpcTransport _transport;
+        private readonly NodeId _peer;
+        private readonly Uri _address;
+        private readonly System.Threading.Channels.Channel<Message> _outbox;
+        private readonly GrpcChannel _channel;
+        private readonly Random _jitter = new();
+        private Task? _running;
+        private int _snapshotInFlight;
+        private long _dropped;
+        private volatile bool _connected;
+
+        public PeerSender(GrpcTransport transport, NodeId peer, Uri address)
+        {
+            _transport = transport;
+            _peer = peer;
+            _address = address;
+            _outbox = System.Threading.Channels.Channel.CreateBounded<Message>(new System.Threading.Channels.BoundedChannelOptions(transport._options.OutboxCapacity)
+            {
+                SingleReader = true,
+                FullMode = System.Threading.Channels.BoundedChannelFullMode.Wait,
+            });
+            _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+            {
+                MaxReceiveMessageSize = transport._options.MaxMessageBytes,
+                MaxSendMessageSize = transport._options.MaxMessageBytes,
+                HttpHandler = new SocketsHttpHandler
+                {
+                    EnableMultipleHttp2Connections = true,
+                    KeepAlivePingDelay = transport._options.KeepAlivePingDelay,
+                    KeepAlivePingTimeout = transport._options.KeepAlivePingTimeout,
+                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                    ConnectTimeout = TimeSpan.FromSeconds(2),
+                    PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                },
+            });
+            Client = new Proto.RaftPeer.RaftPeerClient(_channel);
+        }
+
+        public Proto.RaftPeer.RaftPeerClient Client { get; }
+
+        public long Dropped => Interlocked.Read(ref _dropped);
+
+        public bool IsConnected => _connected;
+
+        public void Enqueue(Message message)
+        {
+            if (!_outbox.Writer.TryWrite(message))
+            {
+                Interlocked.Increment(ref _dropped);
+            }
+        }
+
+        public void Start(CancellationToken stopping) => _running = Task.Run(() => RunAsync(stopping), CancellationToken.None);
+
+        public async Task StopAsync()
+        {
+            _outbox.Writer.TryComplete();
+            if (_running is not null)
+            {
+                try
+                {
+                    await _running.ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Stopping.
+                }
+            }
+            _channel.Dispose();
+        }
+
+        private async Task RunAsync(CancellationToken stopping)
+        {
+            var delay = _transport._options.ReconnectMinDelay;
+            while (!stopping.IsCancellationRequested)
+            {
+                try
+                {
+                    using var call = Client.Stream(cancellationToken: stopping);
+                    var announced = false;
+                    while (await _outbox.Reader.WaitToReadAsync(stopping).ConfigureAwait(false))
+                    {
+                        var batch = TakeBatch();
+                        if (batch.Messages.Count == 0)
+                        {
+                            continue;
+                        }
+                        await call.RequestStream.WriteAsync(batch, stopping).ConfigureAwait(false);
+                        if (!announced)
+                        {
+                            announced = true;
+                            _connected = true;
+                            delay = _transport._options.ReconnectMinDelay;
+                            _transport.LogConnected(_transport._host.Self, _peer, _address);
+                        }
+                    }
+                    return; // outbox completed: stopping
+                }
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception error) when (error is RpcException or IOException or HttpRequestException or InvalidOperationException)
+                {
+                    if (_connected)
+                    {
+                        _transport.LogDisconnected(_transport._host.Self, _peer, error.Message);
+                    }
+                    _connected = false;
+                    _transport._host.ReportUnreachable(_peer);
+                }
+                // Exponential backoff with jitter, so that peers restarting together do not reconnect in lockstep.
+                var wait = delay + TimeSpan.FromMilliseconds(_jitter.Next(0, (int)Math.Max(1, delay.TotalMilliseconds / 2)));
+                try
+                {
+                    await Task.Delay(wait, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _transport._options.ReconnectMaxDelay.Ticks));
+            }
+        }
+
+        private Proto.MessageBatch TakeBatch()
+        {
+            var batch = new Proto.MessageBatch();
+            var bytes = 0;
+            while (batch.Messages.Count < _transport._options.MaxBatchMessages && bytes < _transport._options.MaxBatchBytes
+                && _outbox.Reader.TryRead(out var message))
+            {
+                if (message is InstallSnapshot install)
+                {
+                    StartSnapshot(install);
+                    continue;
+                }
+                batch.Messages.Add(MessageMapper.ToProto(message));
+                bytes += MessageMapper.EstimateBytes(message);
+            }
+            return batch;
+        }
+
+        private void StartSnapshot(InstallSnapshot install)
+        {
+            if (Interlocked.CompareExchange(ref _snapshotInFlight, 1, 0) != 0)
+            {
+                return; // one at a time per peer; the leader asks again if it still needs one
+            }
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    var bytes = await SendSnapshotAsync(install, _transport._stopping.Token).ConfigureAwait(false);
+                    _transport.LogSnapshotSent(_transport._host.Self, _peer, install.Snapshot.Index.Value, install.Snapshot.Term.Value, bytes);
+                    _transport._host.ReportSnapshotSent(_peer, true);
+                }
+                catch (Exception error) when (error is RpcException or IOException or HttpRequestException or StorageException or OperationCanceledException)
+                {
+                    _transport.LogSnapshotFailed(_transport._host.Self, _peer, install.Snapshot.Index.Value, error);
+                    _transport._host.ReportSnapshotSent(_peer, false);
+                }
+                finally
+                {
+                    Interlocked.Exchange(ref _snapshotInFlight, 0);
+                }
+            });
+        }
+
+        private async Task<long> SendSnapshotAsync(InstallSnapshot install, CancellationToken stopping)
+        {
+            using var source = _transport._host.Snapshots.OpenRead(install.Snapshot);
+            using var call = Client.InstallSnapshot(cancellationToken: stopping);
+            var buffer = new byte[_transport._options.SnapshotChunkBytes];
+            var first = true;
+            long sent = 0;
+            while (true)
+            {
+                var read = await FillAsync(source, buffer, stopping).ConfigureAwait(false);
+                var last = read < buffer.Length;
+                var chunk = new Proto.SnapshotChunk { Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, read), Last = last };
+                if (first)
+                {
+                    chunk.Message = MessageMapper.ToProto(install);
+                    first = false;
+                }
+                await call.RequestStream.WriteAsync(chunk, stopping).ConfigureAwait(false);
+                sent += read;
+                if (last)
+                {
+                    break;
+                }
+            }
+            await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            var received = await call.ResponseAsync.ConfigureAwait(false);
+            return received.Stored ? sent : throw new IOException($"{_peer} did not store the snapshot");
+        }
+
+        private static async Task<int> FillAsync(Stream source, byte[] buffer, CancellationToken cancellationToken)
+        {
+            var total = 0;
+            while (total < buffer.Length)
+            {
+                var read = await source.ReadAsync(buffer.AsMemory(total), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+                total += read;
+            }
+            return total;
+        }
+    }
+}

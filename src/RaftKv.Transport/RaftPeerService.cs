@@ -1,0 +1,101 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using RaftKv.RaftCore;
+using Proto = RaftKv.Transport.Protos;
+
+namespace RaftKv.Transport;
+
+/// <summary>The receiving side of the peer protocol: hands messages to the node, stores snapshot chunks, runs forwards.</summary>
+internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerService> logger) : Proto.RaftPeer.RaftPeerBase
+{
+    public override async Task<Proto.StreamClosed> Stream(IAsyncStreamReader<Proto.MessageBatch> requestStream, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(requestStream);
+        ArgumentNullException.ThrowIfNull(context);
+        await foreach (var batch in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+        {
+            foreach (var proto in batch.Messages)
+            {
+                Message message;
+                try
+                {
+                    message = MessageMapper.FromProto(proto);
+                }
+                catch (FormatException error)
+                {
+                    LogMalformed(proto.From, error.Message);
+                    continue;
+                }
+                if (message.To == host.Self)
+                {
+                    host.Deliver(message);
+                }
+            }
+        }
+        return new Proto.StreamClosed();
+    }
+
+    public override async Task<Proto.SnapshotReceived> InstallSnapshot(IAsyncStreamReader<Proto.SnapshotChunk> requestStream, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(requestStream);
+        ArgumentNullException.ThrowIfNull(context);
+        InstallSnapshot? install = null;
+        ISnapshotWriter? writer = null;
+        try
+        {
+            await foreach (var chunk in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+            {
+                if (install is null)
+                {
+                    if (chunk.Message is null || MessageMapper.FromProto(chunk.Message) is not InstallSnapshot first || first.To != host.Self)
+                    {
+                        throw new RpcException(new Status(StatusCode.InvalidArgument, "the first snapshot chunk must carry an InstallSnapshot for this node"));
+                    }
+                    install = first;
+                    writer = host.Snapshots.Create(install.Snapshot);
+                }
+                await writer!.Stream.WriteAsync(chunk.Data.Memory, context.CancellationToken).ConfigureAwait(false);
+                if (chunk.Last)
+                {
+                    writer.Commit();
+                    LogSnapshotReceived(install.From, install.Snapshot.Index.Value);
+                    // The bytes are stored: now the node may install them.
+                    host.Deliver(install);
+                    return new Proto.SnapshotReceived { Stored = true };
+                }
+            }
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "the snapshot stream ended before its last chunk"));
+        }
+        catch (FormatException error)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, error.Message));
+        }
+        finally
+        {
+            writer?.Dispose();
+        }
+    }
+
+    public override async Task<Proto.ForwardReply> Forward(Proto.ForwardRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        var answer = await host.ExecuteForwardedAsync(
+            new ForwardedRequest(new NodeId(request.From), request.Command.Memory, request.Write, request.Linearizable, TimeSpan.FromMilliseconds(request.TimeoutMs)),
+            context.CancellationToken).ConfigureAwait(false);
+        return new Proto.ForwardReply { Status = answer.Status, Body = Google.Protobuf.ByteString.CopyFrom(answer.Body.Span), Leader = answer.Leader ?? "" };
+    }
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]
+    private partial void LogMalformed(ulong from, string reason);
+
+    [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "received snapshot {Index} from {Leader}")]
+    private partial void LogSnapshotReceived(NodeId leader, ulong index);
+}
+
+/// <summary>Wires the peer service into an ASP.NET Core app.</summary>
+public static class PeerServiceExtensions
+{
+    public static Microsoft.AspNetCore.Builder.GrpcServiceEndpointConventionBuilder MapRaftPeerService(this Microsoft.AspNetCore.Routing.IEndpointRouteBuilder endpoints) =>
+        Microsoft.AspNetCore.Builder.GrpcEndpointRouteBuilderExtensions.MapGrpcService<RaftPeerService>(endpoints);
+}
