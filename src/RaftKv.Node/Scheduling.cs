@@ -69,18 +69,31 @@ public sealed class NullRaftLoopObserver : IRaftLoopObserver
     }
 }
 
-/// <summary>Turns wall-clock time from a <see cref="TimeProvider"/> into the loop's ticks.</summary>
+/// <summary>
+/// Turns wall-clock time from a <see cref="TimeProvider"/> into the loop's ticks. A timer that wakes late coalesces the
+/// ticks it missed, so the ticker counts elapsed time instead of wake-ups: a busy thread pool must not stretch the
+/// election timeout.
+/// </summary>
 public static class Ticker
 {
     public static async Task RunAsync(RaftLoop loop, TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(loop);
+        ArgumentNullException.ThrowIfNull(time);
         using var timer = new PeriodicTimer(interval, time);
+        var step = (long)(interval.Ticks * (time.TimestampFrequency / (double)TimeSpan.TicksPerSecond));
+        var next = time.GetTimestamp() + step;
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                loop.Tick();
+                // One tick for every interval that has passed, however late this wake-up is.
+                var now = time.GetTimestamp();
+                while (now >= next)
+                {
+                    loop.Tick();
+                    next += step;
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

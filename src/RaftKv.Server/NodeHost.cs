@@ -20,6 +20,7 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
     private readonly RaftMetrics _metrics;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _peerStreamsClosing = new();
     private readonly Lazy<KvExecutor> _executor;
     private WalLogStore? _log;
     private FileSnapshotStore? _snapshots;
@@ -50,6 +51,8 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
     public GrpcTransport Transport => _transport!;
 
     public ISnapshotStore Snapshots => _snapshots!;
+
+    public CancellationToken PeerStreamsClosing => _peerStreamsClosing.Token;
 
     public WalLogStore Log => _log!;
 
@@ -119,7 +122,10 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
             {
                 return;
             }
-            var target = status.Raft.Peers.Where(p => status.Raft.Config.Voters.Contains(p.Id)).OrderByDescending(p => p.Match).ThenBy(p => p.Id).FirstOrDefault();
+            var connected = Transport.Connected;
+            var target = status.Raft.Peers
+                .Where(p => status.Raft.Config.Voters.Contains(p.Id) && p.RecentActive && connected.GetValueOrDefault(p.Id))
+                .OrderByDescending(p => p.Match).ThenBy(p => p.Id).FirstOrDefault();
             if (target is null || !Loop.TransferLeadershipAsync(target.Id).WaitAsync(TimeSpan.FromSeconds(1)).GetAwaiter().GetResult())
             {
                 return;
@@ -135,6 +141,10 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
         catch (TimeoutException)
         {
             // The loop is stuck or gone: nothing to hand off.
+        }
+        finally
+        {
+            _peerStreamsClosing.Cancel();
         }
     }
 
@@ -167,9 +177,10 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
     {
         if (_transport is not null)
         {
-            await _transport.DisposeAsync().ConfigureAwait(false);
+            await _transport.DisposeAsync().ConfigureAwait(false); // idempotent: StopAsync may have done it
         }
         _stopping.Dispose();
+        _peerStreamsClosing.Dispose();
     }
 
     // ---------------------------------------------------------------- IPeerHost

@@ -14,7 +14,7 @@ using Serilog.Formatting.Compact;
 
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
 builder.Configuration.AddEnvironmentVariables("RAFTKV__");
-builder.Configuration.AddCommandLine(args, ServerOptions.SwitchMappings);
+builder.Configuration.AddCommandLine(args, ServerOptions.SwitchMappings());
 
 ServerOptions options;
 try
@@ -90,7 +90,7 @@ namespace RaftKv.Server
                     logging.WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} [{node}] {Message:lj}{NewLine}{Exception}");
                 }
             });
-            builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(15));
+            builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
             builder.Services.AddSingleton<RaftMetrics>();
             builder.Services.AddSingleton<NodeHost>();
             builder.Services.AddSingleton<IPeerHost>(services => services.GetRequiredService<NodeHost>());

@@ -92,16 +92,24 @@ public sealed class ServerOptions
 
     public TimeSpan RequestTimeout => TimeSpan.FromMilliseconds(RequestTimeoutMs);
 
-    /// <summary>The command-line switches that map onto options.</summary>
-    public static readonly Dictionary<string, string> SwitchMappings = new(StringComparer.Ordinal)
+    /// <summary>
+    /// Command-line switches: --node-id, --peers, --data-dir, --http, --peer, --log-format, and every option by its name
+    /// (--TickMs 50) or in kebab case (--tick-ms 50).
+    /// </summary>
+    public static Dictionary<string, string> SwitchMappings()
     {
-        ["--node-id"] = $"{Section}:{nameof(NodeId)}",
-        ["--peers"] = $"{Section}:{nameof(Peers)}",
-        ["--data-dir"] = $"{Section}:{nameof(DataDir)}",
-        ["--http"] = $"{Section}:{nameof(Http)}",
-        ["--peer"] = $"{Section}:{nameof(Peer)}",
-        ["--log-format"] = $"{Section}:{nameof(LogFormat)}",
-    };
+        var mappings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var property in typeof(ServerOptions).GetProperties().Where(p => p.CanWrite))
+        {
+            var key = $"{Section}:{property.Name}";
+            mappings["--" + property.Name] = key;
+            mappings["--" + Kebab(property.Name)] = key;
+        }
+        return mappings;
+    }
+
+    private static string Kebab(string name) =>
+        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
 }
 
 /// <summary>Checks every option at start; each bad value gives one line naming it.</summary>

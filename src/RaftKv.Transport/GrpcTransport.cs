@@ -63,6 +63,9 @@ public interface IPeerHost
 
     ISnapshotStore Snapshots { get; }
 
+    /// <summary>Cancelled when the node stops listening to peers: incoming streams end then, so shutdown need not wait for them.</summary>
+    CancellationToken PeerStreamsClosing { get; }
+
     void Deliver(Message message);
 
     void ReportUnreachable(NodeId peer);
@@ -154,8 +157,14 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         return new ForwardAnswer(reply.Status, reply.Body.Memory, reply.Leader.Length == 0 ? null : reply.Leader);
     }
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var sender in _senders.Values)
         {

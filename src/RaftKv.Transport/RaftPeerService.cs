@@ -12,7 +12,21 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
-        await foreach (var batch in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+        using var closing = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, host.PeerStreamsClosing);
+        try
+        {
+            await ReceiveAsync(requestStream, closing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (host.PeerStreamsClosing.IsCancellationRequested)
+        {
+            // This node is stopping: end the stream now rather than hold up shutdown.
+        }
+        return new Proto.StreamClosed();
+    }
+
+    private async Task ReceiveAsync(IAsyncStreamReader<Proto.MessageBatch> requestStream, CancellationToken cancellationToken)
+    {
+        await foreach (var batch in requestStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
             foreach (var proto in batch.Messages)
             {
@@ -32,7 +46,6 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                 }
             }
         }
-        return new Proto.StreamClosed();
     }
 
     public override async Task<Proto.SnapshotReceived> InstallSnapshot(IAsyncStreamReader<Proto.SnapshotChunk> requestStream, ServerCallContext context)

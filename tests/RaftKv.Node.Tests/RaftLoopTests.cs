@@ -236,6 +236,27 @@ public sealed class RaftLoopTests
     }
 
     [Fact]
+    public async Task A_ticker_that_wakes_late_still_counts_every_interval_that_passed()
+    {
+        var time = new FakeTimeProvider();
+        var node = new Harness();
+        using var stop = new CancellationTokenSource();
+        var ticker = Ticker.RunAsync(node.Loop, TimeSpan.FromMilliseconds(100), time, stop.Token);
+
+        // Three seconds pass in one jump: the timer fires once, but 30 intervals went by, enough for an election (10-19 ticks).
+        time.Advance(TimeSpan.FromSeconds(3));
+        for (var i = 0; i < 200 && node.Raft.Role != Role.Leader; i++)
+        {
+            await Task.Delay(5);
+            node.Loop.ProcessPending();
+        }
+
+        node.Raft.Role.Should().Be(Role.Leader);
+        await stop.CancelAsync();
+        await ticker.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task The_ticker_turns_time_into_ticks_and_a_running_loop_elects_itself()
     {
         var time = new FakeTimeProvider();

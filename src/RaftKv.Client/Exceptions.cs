@@ -1,0 +1,26 @@
+namespace RaftKv.Client;
+
+/// <summary>Something the cluster said or did not say; the message is meant for a person.</summary>
+public abstract class RaftKvException : Exception
+{
+    protected RaftKvException(string message, Exception? inner = null) : base(message, inner)
+    {
+    }
+}
+
+/// <summary>No node could serve the request within the timeout and retries (no leader, nodes down, unreachable).</summary>
+public sealed class ClusterUnavailableException(string message, Exception? inner = null) : RaftKvException(message, inner);
+
+/// <summary>
+/// A write was sent but its outcome is unknown (timed out, connection lost after sending). With a session it is safe to
+/// retry; the session applies it at most once.
+/// </summary>
+public sealed class OutcomeUnknownException(string message, Exception? inner = null) : RaftKvException(message, inner);
+
+/// <summary>The server refused the request as invalid or too large (4xx); nothing was applied.</summary>
+public sealed class InvalidRequestException(string message, int status, string? field) : RaftKvException(message)
+{
+    public int Status { get; } = status;
+
+    public string? Field { get; } = field;
+}

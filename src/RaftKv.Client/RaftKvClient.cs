@@ -1,0 +1,316 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace RaftKv.Client;
+
+public sealed record RaftKvClientOptions
+{
+    /// <summary>Any nodes of the cluster; the client finds the leader among them.</summary>
+    public IReadOnlyList<Uri> Endpoints { get; init; } = [new("http://127.0.0.1:8080")];
+
+    /// <summary>How long one operation may take, retries included.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long one HTTP attempt may take (the server answers 504 after its own request timeout, 5 s by default).</summary>
+    public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(7);
+
+    public int MaxAttempts { get; init; } = 10;
+
+    public TimeSpan RetryBaseDelay { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    public TimeSpan RetryMaxDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>This client's session id; one is made up if none is given. Use one id per writer.</summary>
+    public string? ClientId { get; init; }
+}
+
+/// <summary>
+/// A client for a RaftKv cluster. It keeps a list of endpoints, learns which one leads and sends there first, and retries
+/// with exponential backoff and jitter when a node is down, has no leader, or cannot tell the outcome in time. Retrying a
+/// write is safe because every write carries this client's session (client id and a sequence number): the cluster applies
+/// it at most once. Writes through one client are therefore sent one at a time; reads run concurrently. For concurrent
+/// writers, use one client each (they may share an <see cref="HttpMessageHandler"/>).
+/// </summary>
+public sealed class RaftKvClient : IDisposable
+{
+    private static readonly Uri CommandPath = new("/command", UriKind.Relative);
+    private readonly RaftKvClientOptions _options;
+    private readonly HttpClient _http;
+    private readonly SemaphoreSlim _writes = new(1, 1);
+    private readonly Dictionary<string, Uri> _nodes = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private Uri? _leader;
+    private int _next;
+    private ulong _sequence;
+
+    public RaftKvClient(RaftKvClientOptions options, HttpMessageHandler? handler = null)
+    {
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        if (options.Endpoints.Count == 0)
+        {
+            throw new ArgumentException("at least one endpoint is needed", nameof(options));
+        }
+        foreach (var endpoint in options.Endpoints)
+        {
+            if (!endpoint.IsAbsoluteUri || (endpoint.Scheme != Uri.UriSchemeHttp && endpoint.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new ArgumentException($"'{endpoint}' is not an http:// or https:// URL", nameof(options));
+            }
+        }
+        _http = handler is null
+            ? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), ConnectTimeout = TimeSpan.FromSeconds(2) })
+            : new HttpClient(handler, disposeHandler: false);
+        _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // each attempt has its own timeout
+        ClientId = options.ClientId ?? "client-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+    }
+
+    public string ClientId { get; }
+
+    /// <summary>The endpoint this client currently sends to first, if it learned one.</summary>
+    public Uri? KnownLeader
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _leader;
+            }
+        }
+    }
+
+    public Task<KvResponse> GetAsync(string key, Consistency consistency = Consistency.Linearizable, CancellationToken cancellationToken = default) =>
+        SendAsync(new CommandBody("GET", key, Consistency: consistency == Consistency.Stale ? "stale" : null), write: false, cancellationToken);
+
+    public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandBody("SET", key, value), cancellationToken);
+
+    public Task<KvResponse> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandBody("DELETE", key), cancellationToken);
+
+    /// <summary>Sets <paramref name="value"/> if the current value is <paramref name="expected"/>; the answer says whether it did.</summary>
+    public Task<KvResponse> CompareAndSetAsync(string key, string expected, string value, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandBody("CAS", key, value, Expected: expected), cancellationToken);
+
+    /// <summary>Sets <paramref name="value"/> if the key was last written at <paramref name="expectedVersion"/> (0: if absent).</summary>
+    public Task<KvResponse> CompareVersionAndSetAsync(string key, ulong expectedVersion, string value, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandBody("CAS", key, value, ExpectedVersion: expectedVersion), cancellationToken);
+
+    private async Task<KvResponse> WriteAsync(CommandBody body, CancellationToken cancellationToken)
+    {
+        await _writes.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Every attempt of this write carries the same sequence number: retries apply it at most once.
+            var session = body with { ClientId = ClientId, Seq = ++_sequence };
+            return await SendAsync(session, write: true, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
+    private async Task<KvResponse> SendAsync(CommandBody body, bool write, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(body.Key, "key");
+        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        overall.CancelAfter(_options.Timeout);
+        var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
+        string? lastProblem = null;
+        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        {
+            if (attempt > 0)
+            {
+                try
+                {
+                    await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+            var endpoint = PickEndpoint(attempt);
+            using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
+            attemptTimeout.CancelAfter(_options.AttemptTimeout);
+            try
+            {
+                using var response = await _http.PostAsync(new Uri(endpoint, CommandPath),
+                    JsonContent.Create(body, ClientJson.Default.CommandBody), attemptTimeout.Token).ConfigureAwait(false);
+                sent = true;
+                Learn(endpoint, response);
+                switch ((int)response.StatusCode)
+                {
+                    case 200 or 409:
+                        return await ReadAsync(response, ClientJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
+                    case 400 or 413:
+                        var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
+                        throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
+                    case 503 or 504:
+                        lastProblem = (await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false))?.Detail ?? response.ReasonPhrase;
+                        Forget(endpoint);
+                        break;
+                    default:
+                        lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
+                        Forget(endpoint);
+                        break;
+                }
+            }
+            catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
+            {
+                lastProblem = $"{endpoint}: {error.Message}"; // never reached the node: nothing was sent
+                Forget(endpoint);
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                sent = true; // it may have reached the node
+                lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                Forget(endpoint);
+                if (overall.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        if (write && sent)
+        {
+            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
+        }
+        throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
+    }
+
+    /// <summary>Every endpoint's status (those that do not answer say why).</summary>
+    public async Task<IReadOnlyList<EndpointStatus>> ClusterStatusAsync(CancellationToken cancellationToken = default)
+    {
+        var tasks = _options.Endpoints.Select(async endpoint =>
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(_options.AttemptTimeout);
+            try
+            {
+                using var response = await _http.GetAsync(new Uri(endpoint, "/status"), timeout.Token).ConfigureAwait(false);
+                if (!response.IsSuccessStatusCode)
+                {
+                    return new EndpointStatus(endpoint, null, $"{(int)response.StatusCode} {response.ReasonPhrase}");
+                }
+                var status = await ReadAsync(response, ClientJson.Default.NodeStatus, timeout.Token).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    _nodes[status.NodeId] = endpoint;
+                    if (status.Role == "Leader")
+                    {
+                        _leader = endpoint;
+                    }
+                }
+                return new EndpointStatus(endpoint, status, null);
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException or JsonException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                return new EndpointStatus(endpoint, null, error is OperationCanceledException ? "no answer in time" : error.Message);
+            }
+        });
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>Liveness and readiness of every endpoint.</summary>
+    public async Task<IReadOnlyList<HealthReport>> HealthAsync(CancellationToken cancellationToken = default)
+    {
+        var tasks = _options.Endpoints.Select(async endpoint =>
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(_options.AttemptTimeout);
+            try
+            {
+                using var live = await _http.GetAsync(new Uri(endpoint, "/health"), timeout.Token).ConfigureAwait(false);
+                using var ready = await _http.GetAsync(new Uri(endpoint, "/health/ready"), timeout.Token).ConfigureAwait(false);
+                var body = await ready.Content.ReadFromJsonAsync(ClientJson.Default.HealthBody, timeout.Token).ConfigureAwait(false);
+                return new HealthReport(endpoint, live.IsSuccessStatusCode, ready.IsSuccessStatusCode, body?.Detail ?? body?.Status ?? "");
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException or JsonException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                return new HealthReport(endpoint, false, false, error is OperationCanceledException ? "no answer in time" : error.Message);
+            }
+        });
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        _writes.Dispose();
+    }
+
+    private Uri PickEndpoint(int attempt)
+    {
+        lock (_gate)
+        {
+            if (_leader is not null && attempt == 0)
+            {
+                return _leader;
+            }
+            var endpoint = _options.Endpoints[_next % _options.Endpoints.Count];
+            _next++;
+            return endpoint;
+        }
+    }
+
+    /// <summary>The answer names the leader: remember where it is, if we know its endpoint, else remember what worked.</summary>
+    private void Learn(Uri endpoint, HttpResponseMessage response)
+    {
+        if (!response.Headers.TryGetValues("X-Raft-Leader", out var values) || response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout)
+        {
+            return;
+        }
+        var leader = values.FirstOrDefault();
+        lock (_gate)
+        {
+            _leader = leader is not null && _nodes.TryGetValue(leader, out var known) ? known : endpoint;
+        }
+    }
+
+    private void Forget(Uri endpoint)
+    {
+        lock (_gate)
+        {
+            if (_leader == endpoint)
+            {
+                _leader = null;
+            }
+        }
+    }
+
+    private TimeSpan Backoff(int attempt)
+    {
+        var delay = Math.Min(_options.RetryMaxDelay.TotalMilliseconds, _options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, attempt - 1));
+        return TimeSpan.FromMilliseconds((delay / 2) + Random.Shared.NextDouble() * (delay / 2));
+    }
+
+    private static async Task<T> ReadAsync<T>(HttpResponseMessage response, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var value = await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false);
+        return value ?? throw new JsonException("an empty answer");
+    }
+
+    private static async Task<Problem?> ReadProblemAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return response.Content.Headers.ContentLength == 0
+                ? null
+                : await response.Content.ReadFromJsonAsync(ClientJson.Default.Problem, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    public override string ToString() => string.Format(CultureInfo.InvariantCulture, "RaftKvClient {0} → {1}", ClientId, string.Join(", ", _options.Endpoints));
+}

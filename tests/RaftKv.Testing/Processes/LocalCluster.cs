@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace RaftKv.Testing.Processes;
+
+/// <summary>N server processes on loopback, each with its own ports and data directory under one temporary folder.</summary>
+public sealed class LocalCluster : IAsyncDisposable
+{
+    private readonly List<ServerProcess> _nodes = [];
+
+    private LocalCluster(string directory) => Directory = directory;
+
+    public string Directory { get; }
+
+    public IReadOnlyList<ServerProcess> Nodes => _nodes;
+
+    public ServerProcess this[string nodeId] => _nodes.Single(n => n.NodeId == nodeId);
+
+    /// <summary>Starts <paramref name="size"/> nodes (n1…nN) and waits until every one serves /health.</summary>
+    public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null)
+    {
+        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]));
+        var ports = FreePorts.Take(2 * size);
+        var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://127.0.0.1:{ports[size + i]}"));
+        try
+        {
+            for (var i = 0; i < size; i++)
+            {
+                var id = "n" + (i + 1).ToString(CultureInfo.InvariantCulture);
+                cluster._nodes.Add(ServerProcess.Start(id, ports[i], ports[size + i], Path.Combine(cluster.Directory, id),
+                [
+                    "--node-id", id,
+                    "--peers", peers,
+                    "--http", $"http://127.0.0.1:{ports[i]}",
+                    "--data-dir", Path.Combine(cluster.Directory, id),
+                    .. extraArguments ?? [],
+                ]));
+            }
+            foreach (var node in cluster._nodes)
+            {
+                await node.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            }
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the running nodes agree on one leader; returns it.</summary>
+    public async Task<ServerProcess> WaitForLeaderAsync(TimeSpan within, IEnumerable<ServerProcess>? among = null)
+    {
+        var nodes = (among ?? _nodes).Where(n => !n.HasExited).ToList();
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < within)
+        {
+            var leaders = new List<string?>();
+            foreach (var node in nodes)
+            {
+                try
+                {
+                    var status = await node.StatusAsync().ConfigureAwait(false);
+                    leaders.Add(status.TryGetProperty("leader", out var leader) ? leader.GetString() : null);
+                }
+                catch (HttpRequestException)
+                {
+                    leaders.Add(null);
+                }
+            }
+            if (leaders.Count > 0 && leaders[0] is { } agreed && leaders.All(l => l == agreed) && nodes.Any(n => n.NodeId == agreed))
+            {
+                return nodes.Single(n => n.NodeId == agreed);
+            }
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+        throw new TimeoutException("no agreed leader within " + within + ": " + string.Join(" | ", nodes.Select(n => n.NodeId + ": " + n.Tail(5))));
+    }
+
+    /// <summary>Replaces a node that exited with the same node restarted from its data directory.</summary>
+    public async Task<ServerProcess> RestartAsync(ServerProcess node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var restarted = node.Restart();
+        _nodes[_nodes.IndexOf(node)] = restarted;
+        await node.DisposeAsync().ConfigureAwait(false);
+        await restarted.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        return restarted;
+    }
+
+    public static async Task<HttpResponseMessage> SetAsync(ServerProcess node, string key, string value, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return await node.Client.PostAsync(new Uri("/command", UriKind.Relative),
+            JsonContent.Create(new { type = "SET", key, value }), cancellationToken).ConfigureAwait(false);
+    }
+
+    public static async Task<JsonElement> GetAsync(ServerProcess node, string key, bool stale = false)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        using var response = await node.Client.PostAsync(new Uri("/command", UriKind.Relative),
+            JsonContent.Create(new { type = "GET", key, consistency = stale ? "stale" : "linearizable" })).ConfigureAwait(false);
+        response.EnsureSuccessStatusCode();
+        return await response.Content.ReadFromJsonAsync<JsonElement>().ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes)
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+        }
+        try
+        {
+            if (System.IO.Directory.Exists(Directory))
+            {
+                System.IO.Directory.Delete(Directory, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+            // A log still held open by a dying process; the temporary folder is cleaned by the OS later.
+        }
+    }
+}
