@@ -12,7 +12,9 @@ using Serilog.Formatting.Compact;
 // A RaftKv node. With no arguments: a single-node cluster on 127.0.0.1:8080 with ./data.
 // A cluster: --node-id n1 --peers n1=http://127.0.0.1:9081,n2=...,n3=... --http http://127.0.0.1:8081 --data-dir data/n1
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
+// The content root is the server's own folder, not the current directory: configuration reloading watches the content
+// root, and a data directory inside it would turn every log append into file-watcher events.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Configuration.AddEnvironmentVariables("RAFTKV__");
 builder.Configuration.AddCommandLine(args, ServerOptions.SwitchMappings());
 

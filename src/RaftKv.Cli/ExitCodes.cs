@@ -1,0 +1,40 @@
+namespace RaftKv.Cli;
+
+/// <summary>raft-cli's exit codes, as its --help and the README list them.</summary>
+public static class ExitCodes
+{
+    public const int Ok = 0;
+
+    /// <summary>Something unexpected; the message says what.</summary>
+    public const int Failed = 1;
+
+    /// <summary>Bad arguments: a missing argument, a malformed URL, a value file that does not exist.</summary>
+    public const int Usage = 2;
+
+    /// <summary>get: the key does not exist.</summary>
+    public const int NotFound = 3;
+
+    /// <summary>cas: the current value (or version) was not the expected one; nothing was written.</summary>
+    public const int CasMismatch = 4;
+
+    /// <summary>No node could serve the request (no leader, nodes down or unreachable).</summary>
+    public const int Unavailable = 5;
+
+    /// <summary>A write may or may not have been applied (it timed out after it was sent).</summary>
+    public const int OutcomeUnknown = 6;
+
+    /// <summary>The server refused the request as invalid or too large; nothing was applied.</summary>
+    public const int Rejected = 7;
+
+    public const string Help = """
+        Exit codes:
+          0  success
+          1  unexpected failure
+          2  usage error (missing or bad argument, malformed URL, missing value file)
+          3  key not found (get)
+          4  CAS mismatch: nothing written (cas)
+          5  cluster unavailable: no node could serve the request
+          6  outcome unknown: the write may or may not have been applied
+          7  rejected by the server as invalid or too large
+        """;
+}

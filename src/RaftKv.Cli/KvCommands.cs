@@ -1,0 +1,180 @@
+using System.CommandLine;
+using System.Text.Json.Serialization;
+using RaftKv.Client;
+using Spectre.Console;
+
+namespace RaftKv.Cli;
+
+internal static class KvCommands
+{
+    public static Command Set(CliContext context)
+    {
+        var key = new Argument<string>("key") { Description = "The key" };
+        var value = new Argument<string?>("value") { Description = "The value (or use --value-file)", Arity = ArgumentArity.ZeroOrOne };
+        var file = new Option<FileInfo?>("--value-file", "-f") { Description = "Read the value from this file (UTF-8 text)" };
+        var command = new Command("set", """
+            Write a value. The write carries this invocation's session, so the retries raft-cli makes apply it at most once.
+
+            Examples:
+              raft-cli set mykey myvalue
+              raft-cli set config --value-file settings.json
+            """);
+        command.Arguments.Add(key);
+        command.Arguments.Add(value);
+        command.Options.Add(file);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            var text = result.GetValue(value);
+            var path = result.GetValue(file);
+            if ((text is null) == (path is null))
+            {
+                throw new UsageException("set: give a value or --value-file, not both and not neither");
+            }
+            if (path is not null)
+            {
+                if (!path.Exists)
+                {
+                    throw new UsageException($"--value-file: {path.FullName} does not exist");
+                }
+                text = await File.ReadAllTextAsync(path.FullName, cancellationToken).ConfigureAwait(false);
+            }
+            using var client = context.Client(result);
+            var response = await client.SetAsync(result.GetValue(key)!, text!, cancellationToken).ConfigureAwait(false);
+            return Print(context, result, response, $"OK: {Markup.Escape(result.GetValue(key)!)} written at index {response.Index} (leader {response.Leader})");
+        }));
+        return command;
+    }
+
+    public static Command Get(CliContext context)
+    {
+        var key = new Argument<string>("key") { Description = "The key" };
+        var consistency = new Option<string>("--consistency", "-c")
+        {
+            Description = "linearizable (through the leader; the default) or stale (whatever the node asked has applied)",
+            DefaultValueFactory = _ => "linearizable",
+        };
+        consistency.AcceptOnlyFromAmong("linearizable", "stale");
+        var command = new Command("get", """
+            Read a value; prints it alone, so that scripts can use it. Exit code 3 if the key does not exist.
+
+            Examples:
+              raft-cli get mykey
+              raft-cli get mykey --consistency stale --output json
+            """);
+        command.Arguments.Add(key);
+        command.Options.Add(consistency);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            using var client = context.Client(result);
+            var mode = result.GetValue(consistency) == "stale" ? Consistency.Stale : Consistency.Linearizable;
+            var response = await client.GetAsync(result.GetValue(key)!, mode, cancellationToken).ConfigureAwait(false);
+            if (context.Json(result))
+            {
+                CliContext.WriteJson(response, CliJson.Default.KvResponse);
+            }
+            else if (response.Found)
+            {
+                Console.Out.WriteLine(response.Value);
+            }
+            else
+            {
+                Console.Error.WriteLine($"raft-cli: {result.GetValue(key)}: not found");
+            }
+            return response.Found ? ExitCodes.Ok : ExitCodes.NotFound;
+        }));
+        return command;
+    }
+
+    public static Command Delete(CliContext context)
+    {
+        var key = new Argument<string>("key") { Description = "The key" };
+        var command = new Command("delete", """
+            Remove a key (succeeds whether or not it existed; the output says which).
+
+            Example:
+              raft-cli delete mykey
+            """);
+        command.Arguments.Add(key);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            using var client = context.Client(result);
+            var response = await client.DeleteAsync(result.GetValue(key)!, cancellationToken).ConfigureAwait(false);
+            var name = Markup.Escape(result.GetValue(key)!);
+            return Print(context, result, response, response.Found ? $"OK: {name} deleted at index {response.Index}" : $"OK: {name} did not exist");
+        }));
+        return command;
+    }
+
+    public static Command Cas(CliContext context)
+    {
+        var key = new Argument<string>("key") { Description = "The key" };
+        var expected = new Argument<string>("expected") { Description = "The value the key must hold now (with --version: the version it must have; 0: absent)" };
+        var next = new Argument<string>("new") { Description = "The value to write" };
+        var byVersion = new Option<bool>("--version") { Description = "Compare EXPECTED with the key's version (the index that last wrote it)" };
+        var command = new Command("cas", """
+            Compare-and-set: write NEW only if the key holds EXPECTED. Exit code 4, and nothing written, otherwise.
+
+            Examples:
+              raft-cli cas counter 41 42
+              raft-cli cas lock 0 owner-a --version      (create only if absent)
+            """);
+        command.Arguments.Add(key);
+        command.Arguments.Add(expected);
+        command.Arguments.Add(next);
+        command.Options.Add(byVersion);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            using var client = context.Client(result);
+            var name = result.GetValue(key)!;
+            KvResponse response;
+            if (result.GetValue(byVersion))
+            {
+                if (!ulong.TryParse(result.GetValue(expected), out var version))
+                {
+                    throw new UsageException($"cas --version: '{result.GetValue(expected)}' is not a version number");
+                }
+                response = await client.CompareVersionAndSetAsync(name, version, result.GetValue(next)!, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                response = await client.CompareAndSetAsync(name, result.GetValue(expected)!, result.GetValue(next)!, cancellationToken).ConfigureAwait(false);
+            }
+            if (response.CasMismatch)
+            {
+                if (context.Json(result))
+                {
+                    CliContext.WriteJson(response, CliJson.Default.KvResponse);
+                }
+                else
+                {
+                    Console.Error.WriteLine(response.Found
+                        ? $"raft-cli: cas mismatch: {name} holds '{response.Value}' (version {response.Version}); nothing written"
+                        : $"raft-cli: cas mismatch: {name} does not exist; nothing written");
+                }
+                return ExitCodes.CasMismatch;
+            }
+            return Print(context, result, response, $"OK: {Markup.Escape(name)} set at index {response.Index}");
+        }));
+        return command;
+    }
+
+    private static int Print(CliContext context, ParseResult result, KvResponse response, string human)
+    {
+        if (context.Json(result))
+        {
+            CliContext.WriteJson(response, CliJson.Default.KvResponse);
+        }
+        else
+        {
+            AnsiConsole.MarkupLine(human);
+        }
+        return ExitCodes.Ok;
+    }
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
+[JsonSerializable(typeof(KvResponse))]
+[JsonSerializable(typeof(IReadOnlyList<EndpointStatus>))]
+[JsonSerializable(typeof(IReadOnlyList<HealthReport>))]
+[JsonSerializable(typeof(BenchmarkReport))]
+internal sealed partial class CliJson : JsonSerializerContext;

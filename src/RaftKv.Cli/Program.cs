@@ -1,0 +1,161 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using RaftKv.Cli;
+using RaftKv.Client;
+using Spectre.Console;
+
+// raft-cli: every RaftKv operation from a terminal. See --help, and ExitCodes for what the exit status means.
+var endpoints = new Option<string>("--endpoints", "-e")
+{
+    Description = "Comma-separated node URLs (default: $RAFTKV_ENDPOINTS, else http://127.0.0.1:8080)",
+    Recursive = true,
+    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("RAFTKV_ENDPOINTS") ?? "http://127.0.0.1:8080",
+};
+var timeout = new Option<double>("--timeout")
+{
+    Description = "Seconds an operation may take, retries included",
+    Recursive = true,
+    DefaultValueFactory = _ => 15,
+};
+var output = new Option<string>("--output", "-o")
+{
+    Description = "table (for people) or json (for machines)",
+    Recursive = true,
+    DefaultValueFactory = _ => "table",
+};
+output.AcceptOnlyFromAmong("table", "json");
+
+var root = new RootCommand($"""
+    raft-cli: talk to a RaftKv cluster.
+
+    Examples:
+      raft-cli set mykey myvalue
+      raft-cli get mykey
+      raft-cli --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082 status
+      raft-cli benchmark --operations 1000
+
+    {ExitCodes.Help}
+    """);
+root.Options.Add(endpoints);
+root.Options.Add(timeout);
+root.Options.Add(output);
+
+var context = new CliContext(endpoints, timeout, output);
+root.Subcommands.Add(KvCommands.Set(context));
+root.Subcommands.Add(KvCommands.Get(context));
+root.Subcommands.Add(KvCommands.Delete(context));
+root.Subcommands.Add(KvCommands.Cas(context));
+root.Subcommands.Add(ClusterCommands.Status(context));
+root.Subcommands.Add(ClusterCommands.Health(context));
+root.Subcommands.Add(BenchmarkCommand.Create(context));
+
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors)
+    {
+        Console.Error.WriteLine("raft-cli: " + error.Message);
+    }
+    Console.Error.WriteLine("raft-cli: see raft-cli --help");
+    return ExitCodes.Usage;
+}
+try
+{
+    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+}
+catch (UsageException error)
+{
+    Console.Error.WriteLine("raft-cli: " + error.Message);
+    return ExitCodes.Usage;
+}
+catch (Exception error) when (error is not OutOfMemoryException)
+{
+    // Never a stack trace: one line saying what went wrong.
+    Console.Error.WriteLine("raft-cli: " + error.Message);
+    return ExitCodes.Failed;
+}
+
+namespace RaftKv.Cli
+{
+    /// <summary>The global options every command reads, and how a command turns them into a client.</summary>
+    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output)
+    {
+        public bool Json(ParseResult result) => result.GetValue(output) == "json";
+
+        public IReadOnlyList<Uri> Endpoints(ParseResult result)
+        {
+            var text = result.GetValue(endpoints) ?? "";
+            var list = new List<Uri>();
+            foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                if (!Uri.TryCreate(part, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps) || uri.Host.Length == 0)
+                {
+                    throw new UsageException($"--endpoints: '{part}' is not an http:// URL (for example http://127.0.0.1:8080)");
+                }
+                list.Add(uri);
+            }
+            return list.Count > 0 ? list : throw new UsageException("--endpoints: no endpoint given");
+        }
+
+        public RaftKvClient Client(ParseResult result, HttpMessageHandler? handler = null, string? clientId = null)
+        {
+            var seconds = result.GetValue(timeout);
+            if (seconds <= 0 || double.IsNaN(seconds))
+            {
+                throw new UsageException("--timeout: must be a positive number of seconds");
+            }
+            return new RaftKvClient(new RaftKvClientOptions
+            {
+                Endpoints = Endpoints(result),
+                Timeout = TimeSpan.FromSeconds(seconds),
+                AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
+                ClientId = clientId,
+            }, handler);
+        }
+
+        public static void WriteJson<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) =>
+            Console.Out.WriteLine(JsonSerializer.Serialize(value, type));
+
+        /// <summary>Runs an operation, turning the client's exceptions into one line and an exit code.</summary>
+        public static async Task<int> GuardAsync(Func<Task<int>> operation)
+        {
+            try
+            {
+                return await operation().ConfigureAwait(false);
+            }
+            catch (ClusterUnavailableException error)
+            {
+                Console.Error.WriteLine("raft-cli: cluster unavailable: " + error.Message);
+                return ExitCodes.Unavailable;
+            }
+            catch (OutcomeUnknownException error)
+            {
+                Console.Error.WriteLine("raft-cli: outcome unknown: " + error.Message);
+                return ExitCodes.OutcomeUnknown;
+            }
+            catch (InvalidRequestException error)
+            {
+                Console.Error.WriteLine($"raft-cli: rejected ({error.Status}): {error.Message}");
+                return ExitCodes.Rejected;
+            }
+            catch (UsageException error)
+            {
+                Console.Error.WriteLine("raft-cli: " + error.Message);
+                return ExitCodes.Usage;
+            }
+            catch (Exception error) when (error is IOException or UnauthorizedAccessException or HttpRequestException or ArgumentException)
+            {
+                Console.Error.WriteLine("raft-cli: " + error.Message);
+                return ExitCodes.Failed;
+            }
+        }
+
+        public static string Number(ulong value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+        public static void Markup(string text) => AnsiConsole.MarkupLine(text);
+    }
+
+    /// <summary>A mistake in how raft-cli was called.</summary>
+    internal sealed class UsageException(string message) : Exception(message);
+}
