@@ -13,15 +13,20 @@ internal static class KvCommands
         var value = new Argument<string?>("value") { Description = "The value (or use --value-file)", Arity = ArgumentArity.ZeroOrOne };
         var file = new Option<FileInfo?>("--value-file", "-f") { Description = "Read the value from this file (UTF-8 text)" };
         var command = new Command("set", """
-            Write a value. The write carries this invocation's session, so the retries raft-cli makes apply it at most once.
+            Write a value. The write carries a session, so the retries raft-cli makes apply it at most once. A script that
+            retries by itself passes the same --client-id and --seq again.
 
             Examples:
               raft-cli set mykey myvalue
               raft-cli set config --value-file settings.json
+              raft-cli set mykey myvalue --client-id deploy-7 --seq 3
             """);
         command.Arguments.Add(key);
         command.Arguments.Add(value);
         command.Options.Add(file);
+        var (clientId, sequence) = CliContext.SessionOptions();
+        command.Options.Add(clientId);
+        command.Options.Add(sequence);
         command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
         {
             var text = result.GetValue(value);
@@ -38,7 +43,7 @@ internal static class KvCommands
                 }
                 text = await File.ReadAllTextAsync(path.FullName, cancellationToken).ConfigureAwait(false);
             }
-            using var client = context.Client(result);
+            using var client = context.SessionClient(result, clientId, sequence);
             var response = await client.SetAsync(result.GetValue(key)!, text!, cancellationToken).ConfigureAwait(false);
             return Print(context, result, response, $"OK: {Markup.Escape(result.GetValue(key)!)} written at index {response.Index} (leader {response.Leader})");
         }));
@@ -95,9 +100,12 @@ internal static class KvCommands
               raft-cli delete mykey
             """);
         command.Arguments.Add(key);
+        var (deleteClientId, deleteSequence) = CliContext.SessionOptions();
+        command.Options.Add(deleteClientId);
+        command.Options.Add(deleteSequence);
         command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
         {
-            using var client = context.Client(result);
+            using var client = context.SessionClient(result, deleteClientId, deleteSequence);
             var response = await client.DeleteAsync(result.GetValue(key)!, cancellationToken).ConfigureAwait(false);
             var name = Markup.Escape(result.GetValue(key)!);
             return Print(context, result, response, response.Found ? $"OK: {name} deleted at index {response.Index}" : $"OK: {name} did not exist");
@@ -122,9 +130,12 @@ internal static class KvCommands
         command.Arguments.Add(expected);
         command.Arguments.Add(next);
         command.Options.Add(byVersion);
+        var (casClientId, casSequence) = CliContext.SessionOptions();
+        command.Options.Add(casClientId);
+        command.Options.Add(casSequence);
         command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
         {
-            using var client = context.Client(result);
+            using var client = context.SessionClient(result, casClientId, casSequence);
             var name = result.GetValue(key)!;
             KvResponse response;
             if (result.GetValue(byVersion))

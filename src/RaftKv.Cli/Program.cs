@@ -98,7 +98,7 @@ namespace RaftKv.Cli
             return list.Count > 0 ? list : throw new UsageException("--endpoints: no endpoint given");
         }
 
-        public RaftKvClient Client(ParseResult result, HttpMessageHandler? handler = null, string? clientId = null)
+        public RaftKvClient Client(ParseResult result, HttpMessageHandler? handler = null, string? clientId = null, ulong sequence = 1)
         {
             var seconds = result.GetValue(timeout);
             if (seconds <= 0 || double.IsNaN(seconds))
@@ -111,6 +111,7 @@ namespace RaftKv.Cli
                 Timeout = TimeSpan.FromSeconds(seconds),
                 AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
                 ClientId = clientId,
+                NextSequence = sequence,
             }, handler);
         }
 
@@ -149,6 +150,26 @@ namespace RaftKv.Cli
                 Console.Error.WriteLine("raft-cli: " + error.Message);
                 return ExitCodes.Failed;
             }
+        }
+
+        /// <summary>--client-id/--seq: a script that retries by itself resumes its session, so the cluster applies the write once.</summary>
+        public static (Option<string?> ClientId, Option<ulong?> Sequence) SessionOptions() =>
+            (new Option<string?>("--client-id") { Description = "Session id for this write (with --seq: a retry of the same write is applied once)" },
+             new Option<ulong?>("--seq") { Description = "Sequence number of this write in the session (1, 2, 3…); use with --client-id" });
+
+        public RaftKvClient SessionClient(ParseResult result, Option<string?> clientId, Option<ulong?> sequence)
+        {
+            var id = result.GetValue(clientId);
+            var seq = result.GetValue(sequence);
+            if ((id is null) != (seq is null))
+            {
+                throw new UsageException("--client-id and --seq go together");
+            }
+            if (seq == 0)
+            {
+                throw new UsageException("--seq: sequence numbers start at 1");
+            }
+            return Client(result, clientId: id, sequence: seq ?? 1);
         }
 
         public static string Number(ulong value) => value.ToString("N0", CultureInfo.InvariantCulture);

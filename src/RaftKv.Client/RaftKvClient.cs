@@ -25,6 +25,9 @@ public sealed record RaftKvClientOptions
 
     /// <summary>This client's session id; one is made up if none is given. Use one id per writer.</summary>
     public string? ClientId { get; init; }
+
+    /// <summary>The sequence number of this client's next write (for a client that resumes a session it saved).</summary>
+    public ulong NextSequence { get; init; } = 1;
 }
 
 /// <summary>
@@ -65,6 +68,11 @@ public sealed class RaftKvClient : IDisposable
             : new HttpClient(handler, disposeHandler: false);
         _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // each attempt has its own timeout
         ClientId = options.ClientId ?? "client-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
+        if (options.NextSequence == 0)
+        {
+            throw new ArgumentException("sequence numbers start at 1", nameof(options));
+        }
+        _sequence = options.NextSequence - 1;
     }
 
     public string ClientId { get; }
