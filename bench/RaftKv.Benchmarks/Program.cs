@@ -5,6 +5,7 @@ using RaftKv.Benchmarks;
 // Benchmarks print figures; they are not tests. Run them in Release on an idle machine:
 //   dotnet run -c Release --project bench/RaftKv.Benchmarks -- wal [seconds-per-run]
 //   dotnet run -c Release --project bench/RaftKv.Benchmarks -- restart [entries]
+//   dotnet run -c Release --project bench/RaftKv.Benchmarks -- soak [minutes]     (fault injection; root for partitions)
 var command = args.Length > 0 ? args[0] : "help";
 var directory = Path.Combine(Path.GetTempPath(), "raftkv-bench-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
 try
@@ -17,8 +18,10 @@ try
         case "restart":
             RestartBenchmark.Run(directory, args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1_000_000);
             return 0;
+        case "soak":
+            return await Soak.RunAsync(args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCulture) : 30.0);
         default:
-            Console.WriteLine("usage: RaftKv.Benchmarks wal [seconds-per-run] | restart [entries]");
+            Console.WriteLine("usage: RaftKv.Benchmarks wal [seconds-per-run] | restart [entries] | soak [minutes]");
             return command == "help" ? 0 : 2;
     }
 }

@@ -10,33 +10,50 @@ public sealed class LocalCluster : IAsyncDisposable
 {
     private readonly List<ServerProcess> _nodes = [];
 
-    private LocalCluster(string directory) => Directory = directory;
+    private LocalCluster(string directory, Faults.NetworkLab? lab)
+    {
+        Directory = directory;
+        Lab = lab;
+    }
 
     public string Directory { get; }
+
+    /// <summary>The private network the nodes run in, or null when they run on loopback.</summary>
+    public Faults.NetworkLab? Lab { get; }
+
+    public IReadOnlyList<Uri> Endpoints => [.. _nodes.Select(n => n.BaseAddress)];
 
     public IReadOnlyList<ServerProcess> Nodes => _nodes;
 
     public ServerProcess this[string nodeId] => _nodes.Single(n => n.NodeId == nodeId);
 
-    /// <summary>Starts <paramref name="size"/> nodes (n1…nN) and waits until every one serves /health.</summary>
-    public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null)
+    /// <summary>
+    /// Starts <paramref name="size"/> nodes (n1…nN) and waits until every one serves /health: on loopback, or each in its
+    /// own namespace of <paramref name="lab"/> (which the cluster then owns and removes).
+    /// </summary>
+    public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null)
     {
-        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]));
-        var ports = FreePorts.Take(2 * size);
-        var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://127.0.0.1:{ports[size + i]}"));
+        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab);
+        var ports = lab is null ? FreePorts.Take(2 * size) : [.. Enumerable.Repeat(8080, size), .. Enumerable.Repeat(9080, size)];
+        string Host(int i) => lab is null ? "127.0.0.1" : lab.Address(i);
+        var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://{Host(i)}:{ports[size + i]}"));
         try
         {
             for (var i = 0; i < size; i++)
             {
                 var id = "n" + (i + 1).ToString(CultureInfo.InvariantCulture);
+                var node = i;
+                var placement = lab is null
+                    ? ServerProcess.Placement.Loopback
+                    : new ServerProcess.Placement(lab.Address(i), lab.Launcher(i), lab.CreateHandler);
                 cluster._nodes.Add(ServerProcess.Start(id, ports[i], ports[size + i], Path.Combine(cluster.Directory, id),
                 [
                     "--node-id", id,
                     "--peers", peers,
-                    "--http", $"http://127.0.0.1:{ports[i]}",
+                    "--http", $"http://{Host(i)}:{ports[i]}",
                     "--data-dir", Path.Combine(cluster.Directory, id),
                     .. extraArguments ?? [],
-                ]));
+                ], placement));
             }
             foreach (var node in cluster._nodes)
             {
@@ -113,6 +130,7 @@ public sealed class LocalCluster : IAsyncDisposable
         {
             await node.DisposeAsync().ConfigureAwait(false);
         }
+        Lab?.Dispose();
         try
         {
             if (System.IO.Directory.Exists(Directory))

@@ -38,16 +38,19 @@ public sealed partial class ServerProcess : IAsyncDisposable
         };
     }
 
-    private ServerProcess(string nodeId, int httpPort, int peerPort, string dataDirectory, string logPath, IReadOnlyList<string> arguments)
+    private ServerProcess(string nodeId, int httpPort, int peerPort, string dataDirectory, string logPath, IReadOnlyList<string> arguments,
+        Placement placement)
     {
         NodeId = nodeId;
+        _placement = placement;
         HttpPort = httpPort;
         PeerPort = peerPort;
         DataDirectory = dataDirectory;
         LogPath = logPath;
         Arguments = arguments;
         _log = new StreamWriter(logPath, append: true) { AutoFlush = true };
-        var start = new ProcessStartInfo("dotnet", ["exec", Paths.ServerDll, .. arguments])
+        var command = placement.Launcher.Concat(["dotnet", "exec", Paths.ServerDll, .. arguments]).ToList();
+        var start = new ProcessStartInfo(command[0], command.Skip(1))
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -64,8 +67,22 @@ public sealed partial class ServerProcess : IAsyncDisposable
         {
             Started.Add(_process);
         }
-        Client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{httpPort}"), Timeout = TimeSpan.FromSeconds(10) };
+        Client = new HttpClient(placement.Handler(), disposeHandler: true)
+        {
+            BaseAddress = new Uri($"http://{placement.Host}:{httpPort}"),
+            Timeout = TimeSpan.FromSeconds(10),
+        };
     }
+
+    /// <summary>Where a process runs: loopback, or a node namespace of a <see cref="Faults.NetworkLab"/>.</summary>
+    public sealed record Placement(string Host, IReadOnlyList<string> Launcher, Func<HttpMessageHandler> Handler)
+    {
+        public static Placement Loopback { get; } = new("127.0.0.1", [], () => new SocketsHttpHandler());
+    }
+
+    private readonly Placement _placement;
+
+    public string Host => _placement.Host;
 
     public string NodeId { get; }
 
@@ -90,11 +107,11 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public Uri BaseAddress => Client.BaseAddress!;
 
     /// <summary>Starts a node with these arguments (node id, peers, ports and data directory are the caller's).</summary>
-    public static ServerProcess Start(string nodeId, int httpPort, int peerPort, string dataDirectory, IEnumerable<string> arguments)
+    public static ServerProcess Start(string nodeId, int httpPort, int peerPort, string dataDirectory, IEnumerable<string> arguments, Placement? placement = null)
     {
         Directory.CreateDirectory(dataDirectory);
         var log = Path.Combine(Path.GetDirectoryName(dataDirectory)!, nodeId + ".log");
-        return new ServerProcess(nodeId, httpPort, peerPort, dataDirectory, log, [.. arguments]);
+        return new ServerProcess(nodeId, httpPort, peerPort, dataDirectory, log, [.. arguments], placement ?? Placement.Loopback);
     }
 
     /// <summary>The same node again, on the same ports and data directory (after a kill).</summary>
@@ -105,7 +122,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
             throw new InvalidOperationException($"{NodeId} is still running");
         }
         _log.Dispose();
-        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, Arguments);
+        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, Arguments, _placement);
     }
 
     public async Task WaitUntilServingAsync(TimeSpan within)
@@ -134,11 +151,12 @@ public sealed partial class ServerProcess : IAsyncDisposable
         throw new TimeoutException($"{NodeId} did not serve /health within {within}: {Tail()}");
     }
 
-    public async Task<JsonElement> StatusAsync()
+    public async Task<JsonElement> StatusAsync(CancellationToken cancellationToken = default)
     {
-        using var response = await Client.GetAsync(new Uri("/status?digest=true", UriKind.Relative)).ConfigureAwait(false);
+        using var response = await Client.GetAsync(new Uri("/status?digest=true", UriKind.Relative), cancellationToken).ConfigureAwait(false);
         response.EnsureSuccessStatusCode();
-        using var document = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync().ConfigureAwait(false)).ConfigureAwait(false);
+        using var document = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false),
+            cancellationToken: cancellationToken).ConfigureAwait(false);
         return document.RootElement.Clone();
     }
 

@@ -1,0 +1,290 @@
+using System.Diagnostics;
+using System.Globalization;
+using RaftKv.Testing.Processes;
+
+namespace RaftKv.Testing.Faults;
+
+/// <summary>The faults the nemesis injects into a cluster of server processes.</summary>
+public enum Fault
+{
+    /// <summary>SIGKILL a follower; restart it from its data directory after the hold.</summary>
+    KillFollower,
+
+    /// <summary>SIGKILL the leader; restart it after the hold.</summary>
+    KillLeader,
+
+    /// <summary>SIGKILL a minority (⌊n/2⌋ nodes, the leader among them); restart them after the hold.</summary>
+    KillMinority,
+
+    /// <summary>SIGSTOP the leader (a long GC, a paused VM); SIGCONT after the hold.</summary>
+    PauseLeader,
+
+    /// <summary>Cut one node from every other node (the clients still reach it).</summary>
+    IsolateOne,
+
+    /// <summary>Split the nodes into a minority holding the leader and a majority.</summary>
+    SplitMajorityMinority,
+
+    /// <summary>Cut the leader from its followers while clients still reach it: it must step down.</summary>
+    CutLeaderFromFollowers,
+}
+
+/// <summary>What one fault did, for the test's assertions and the report.</summary>
+public sealed record FaultReport(Fault Fault, TimeSpan At, string Description, string? LeaderBefore, string? LeaderDuring)
+{
+    /// <summary>Packets the DROP rules counted on the nodes cut off (partitions only).</summary>
+    public long DroppedPackets { get; init; }
+
+    /// <summary>For <see cref="Fault.CutLeaderFromFollowers"/>: how long the cut-off leader took to step down (null: it did not).</summary>
+    public TimeSpan? StepDown { get; init; }
+
+    public override string ToString()
+    {
+        var text = string.Create(CultureInfo.InvariantCulture,
+            $"{At.TotalSeconds,6:F1}s {Fault}: {Description}; leader {LeaderBefore ?? "none"} → {LeaderDuring ?? "none"}");
+        if (DroppedPackets > 0)
+        {
+            text += string.Create(CultureInfo.InvariantCulture, $"; {DroppedPackets} packets dropped");
+        }
+        if (StepDown is { } stepDown)
+        {
+            text += string.Create(CultureInfo.InvariantCulture, $"; cut-off leader stepped down after {stepDown.TotalMilliseconds:F0} ms");
+        }
+        return text;
+    }
+}
+
+/// <summary>
+/// Injects faults into a running <see cref="LocalCluster"/>: kills and restarts, pauses and resumes, and (when the cluster
+/// runs in a <see cref="NetworkLab"/>) partitions with real packet filtering. Every fault is undone before the next.
+/// </summary>
+public sealed class Nemesis
+{
+    private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(1);
+    private readonly LocalCluster _cluster;
+    private readonly Random _random;
+    private readonly Action<string> _log;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+    public Nemesis(LocalCluster cluster, int seed, Action<string> log)
+    {
+        _cluster = cluster;
+        _random = new Random(seed);
+        _log = log;
+    }
+
+    public List<FaultReport> Reports { get; } = [];
+
+    public static bool NeedsNetwork(Fault fault) => fault is Fault.IsolateOne or Fault.SplitMajorityMinority or Fault.CutLeaderFromFollowers;
+
+    /// <summary>Injects <paramref name="fault"/>, holds it, and undoes it (restarts, resumes, heals).</summary>
+    public async Task<FaultReport> InjectAsync(Fault fault, TimeSpan hold, CancellationToken cancellationToken = default)
+    {
+        if (NeedsNetwork(fault) && _cluster.Lab is null)
+        {
+            throw new InvalidOperationException($"{fault} needs the cluster to run in a network lab");
+        }
+        var at = _clock.Elapsed;
+        var leader = await FindLeaderAsync(TimeSpan.FromSeconds(15), cancellationToken).ConfigureAwait(false);
+        var nodes = _cluster.Nodes.ToList();
+        FaultReport report;
+        switch (fault)
+        {
+            case Fault.KillFollower:
+            case Fault.KillLeader:
+            case Fault.KillMinority:
+            {
+                List<ServerProcess> victims = fault switch
+                {
+                    Fault.KillFollower => [Pick(nodes.Where(n => n != leader))],
+                    Fault.KillLeader => [leader ?? Pick(nodes)],
+                    _ => new[] { leader ?? Pick(nodes) }.Concat(Shuffle(nodes.Where(n => n != leader))).Take(nodes.Count / 2).ToList(),
+                };
+                foreach (var victim in victims)
+                {
+                    await victim.KillAsync().ConfigureAwait(false);
+                }
+                await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
+                var during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+                foreach (var victim in victims)
+                {
+                    await _cluster.RestartAsync(victim).ConfigureAwait(false);
+                }
+                report = new FaultReport(fault, at, $"SIGKILL {Names(victims)}, restarted after {hold.TotalSeconds:F1}s", leader?.NodeId, during?.NodeId);
+                break;
+            }
+            case Fault.PauseLeader:
+            {
+                var victim = leader ?? Pick(nodes);
+                victim.Pause();
+                try
+                {
+                    await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    victim.Resume();
+                }
+                var during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken, exclude: victim).ConfigureAwait(false);
+                report = new FaultReport(fault, at, $"SIGSTOP {victim.NodeId}, SIGCONT after {hold.TotalSeconds:F1}s", leader?.NodeId, during?.NodeId);
+                break;
+            }
+            case Fault.IsolateOne:
+            {
+                var victim = Pick(nodes);
+                report = await PartitionAsync(fault, at, [victim], leader, hold, cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            case Fault.SplitMajorityMinority:
+            {
+                var minority = new[] { leader ?? Pick(nodes) }.Concat(Shuffle(nodes.Where(n => n != leader))).Take(nodes.Count / 2).ToList();
+                report = await PartitionAsync(fault, at, minority, leader, hold, cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            case Fault.CutLeaderFromFollowers:
+            {
+                var victim = leader ?? throw new InvalidOperationException("no leader to cut off");
+                report = await PartitionAsync(fault, at, [victim], leader, hold, cancellationToken, watchStepDown: true).ConfigureAwait(false);
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(fault), fault, null);
+        }
+        Reports.Add(report);
+        _log(report.ToString());
+        return report;
+    }
+
+    /// <summary>A fault chosen at random among those this cluster supports.</summary>
+    public Fault PickFault()
+    {
+        var faults = Enum.GetValues<Fault>().Where(f => _cluster.Lab is not null || !NeedsNetwork(f)).ToArray();
+        return faults[_random.Next(faults.Length)];
+    }
+
+    /// <summary>Undoes whatever may be left: heals the network, resumes paused nodes, restarts exited ones.</summary>
+    public async Task HealAllAsync()
+    {
+        _cluster.Lab?.Heal();
+        foreach (var node in _cluster.Nodes.ToList())
+        {
+            if (node.HasExited)
+            {
+                await _cluster.RestartAsync(node).ConfigureAwait(false);
+            }
+            else
+            {
+                node.Resume();
+            }
+        }
+    }
+
+    private async Task<FaultReport> PartitionAsync(Fault fault, TimeSpan at, IReadOnlyList<ServerProcess> side, ServerProcess? leader,
+        TimeSpan hold, CancellationToken cancellationToken, bool watchStepDown = false)
+    {
+        var lab = _cluster.Lab!;
+        var indices = side.Select(n => _cluster.Nodes.ToList().IndexOf(n)).ToList();
+        var before = indices.Sum(lab.DroppedPackets);
+        lab.Partition(indices);
+        TimeSpan? stepDown = null;
+        ServerProcess? during;
+        long dropped;
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            if (watchStepDown)
+            {
+                // The cut-off leader hears from no quorum: CheckQuorum must make it step down. It must happen within
+                // the hold or a few election timeouts after, and the test can still ask it (it is cut from peers only).
+                var limit = hold + TimeSpan.FromSeconds(10);
+                while (clock.Elapsed < limit && stepDown is null)
+                {
+                    if (await RoleAsync(leader!, cancellationToken).ConfigureAwait(false) is { } role && role != "Leader")
+                    {
+                        stepDown = clock.Elapsed;
+                    }
+                    else
+                    {
+                        await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+            }
+            var rest = hold - clock.Elapsed;
+            if (rest > TimeSpan.Zero)
+            {
+                await Task.Delay(rest, cancellationToken).ConfigureAwait(false);
+            }
+            during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken, among: _cluster.Nodes.Where(n => !side.Contains(n))).ConfigureAwait(false);
+            dropped = indices.Sum(lab.DroppedPackets) - before; // before healing: healing flushes the rules and their counters
+        }
+        finally
+        {
+            lab.Heal();
+        }
+        return new FaultReport(fault, at, $"cut {Names(side)} from the rest for {hold.TotalSeconds:F1}s", leader?.NodeId, during?.NodeId)
+        {
+            DroppedPackets = dropped,
+            StepDown = stepDown,
+        };
+    }
+
+    /// <summary>The node that says it leads with the highest term, among running nodes that answer; waits up to <paramref name="within"/>.</summary>
+    private async Task<ServerProcess?> FindLeaderAsync(TimeSpan within, CancellationToken cancellationToken, ServerProcess? exclude = null,
+        IEnumerable<ServerProcess>? among = null)
+    {
+        var candidates = (among ?? _cluster.Nodes).Where(n => n != exclude).ToList();
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            ServerProcess? best = null;
+            ulong bestTerm = 0;
+            foreach (var node in candidates.Where(n => !n.HasExited))
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(StatusTimeout);
+                try
+                {
+                    var status = await node.StatusAsync(timeout.Token).ConfigureAwait(false);
+                    var term = status.GetProperty("term").GetUInt64();
+                    if (status.GetProperty("role").GetString() == "Leader" && term >= bestTerm)
+                    {
+                        (best, bestTerm) = (node, term);
+                    }
+                }
+                catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                {
+                    // Down, paused or cut off: not a leader we can use.
+                }
+            }
+            if (best is not null || clock.Elapsed >= within)
+            {
+                return best;
+            }
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<string?> RoleAsync(ServerProcess node, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(StatusTimeout);
+        try
+        {
+            return (await node.StatusAsync(timeout.Token).ConfigureAwait(false)).GetProperty("role").GetString();
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    private ServerProcess Pick(IEnumerable<ServerProcess> nodes)
+    {
+        var list = nodes.ToList();
+        return list[_random.Next(list.Count)];
+    }
+
+    private IEnumerable<ServerProcess> Shuffle(IEnumerable<ServerProcess> nodes) => nodes.OrderBy(_ => _random.Next());
+
+    private static string Names(IEnumerable<ServerProcess> nodes) => string.Join(", ", nodes.Select(n => n.NodeId));
+}
