@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using RaftKv.Testing.Faults;
 
 namespace RaftKv.Benchmarks;
@@ -13,6 +14,15 @@ internal static class Soak
 {
     public static async Task<int> RunAsync(double minutes)
     {
+        // Ctrl-C or SIGTERM ends the current round cleanly: processes killed, namespaces removed, totals printed.
+        using var interrupted = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+        void Interrupt(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            interrupted.Cancel();
+        }
         var partitions = NetworkLab.IsAvailable(out var why);
         Console.WriteLine(partitions ? "partitions: on (network lab)" : "partitions: OFF: " + why);
         var total = Stopwatch.StartNew();
@@ -21,7 +31,7 @@ internal static class Soak
         long operations = 0, acknowledged = 0, reads = 0, unknown = 0, failed = 0;
         var faults = new Dictionary<Fault, int>();
         var stepDowns = new List<double>();
-        while (total.Elapsed < budget)
+        while (total.Elapsed < budget && !interrupted.IsCancellationRequested)
         {
             round++;
             var left = budget - total.Elapsed;
@@ -32,7 +42,17 @@ internal static class Soak
                 Duration = left < TimeSpan.FromMinutes(3) ? left : TimeSpan.FromMinutes(3),
                 Seed = round,
             };
-            var result = await FaultRun.RunAsync(options, line => Console.WriteLine($"  [{total.Elapsed:hh\\:mm\\:ss}] {line}"));
+            FaultRunResult result;
+            try
+            {
+                result = await FaultRun.RunAsync(options, line => Console.WriteLine($"  [{total.Elapsed:hh\\:mm\\:ss}] {line}"), interrupted.Token);
+            }
+            catch (OperationCanceledException) when (interrupted.IsCancellationRequested)
+            {
+                Console.WriteLine($"round {round}: interrupted (not counted)");
+                round--;
+                break;
+            }
             operations += result.History.Count;
             acknowledged += result.Counts.AcknowledgedWrites;
             reads += result.Counts.Reads;
@@ -59,7 +79,7 @@ internal static class Soak
         }
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"""
 
-            soak: {total.Elapsed.TotalMinutes:F1} minutes, {round} rounds, 0 violations
+            soak{(interrupted.IsCancellationRequested ? " (interrupted)" : "")}: {total.Elapsed.TotalMinutes:F1} minutes, {round} rounds, 0 violations
               operations recorded  {operations:N0} ({reads:N0} reads; the rest writes, deletes and compare-and-sets)
               acknowledged writes  {acknowledged:N0}
               outcome unknown      {unknown:N0}

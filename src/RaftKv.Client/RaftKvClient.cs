@@ -128,6 +128,8 @@ public sealed class RaftKvClient : IDisposable
         overall.CancelAfter(_options.Timeout);
         var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
         string? lastProblem = null;
+        // Serialized once, with a Content-Length: no chunked request body, and every retry sends the same bytes.
+        var payload = JsonSerializer.SerializeToUtf8Bytes(body, ClientJson.Default.CommandBody);
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
             if (attempt > 0)
@@ -146,8 +148,9 @@ public sealed class RaftKvClient : IDisposable
             attemptTimeout.CancelAfter(_options.AttemptTimeout);
             try
             {
-                using var response = await _http.PostAsync(new Uri(endpoint, CommandPath),
-                    JsonContent.Create(body, ClientJson.Default.CommandBody), attemptTimeout.Token).ConfigureAwait(false);
+                using var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+                using var response = await _http.PostAsync(new Uri(endpoint, CommandPath), content, attemptTimeout.Token).ConfigureAwait(false);
                 sent = true;
                 Learn(endpoint, response);
                 switch ((int)response.StatusCode)

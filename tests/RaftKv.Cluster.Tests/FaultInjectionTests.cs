@@ -82,6 +82,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
 
         result.Faults.Select(f => f.Fault).Should().Equal(options.Schedule, "every scheduled fault was injected");
         result.Counts.AcknowledgedWrites.Should().BeGreaterThan(50, "the clients kept writing through the faults");
+        result.Counts.Reads.Should().BeGreaterThan(50, "and reading");
         result.Problems.Should().BeEmpty();
         result.Check.Linearizable.Should().BeTrue(result.Check.Report);
         return result;

@@ -98,6 +98,7 @@ public static class FaultRun
         var nemesis = new Nemesis(cluster, options.Seed, log);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var clients = workload.RunAsync(stop.Token);
+        Exception? clientFailure = null;
         try
         {
             await Task.Delay(options.Recovery, cancellationToken).ConfigureAwait(false);
@@ -114,12 +115,23 @@ public static class FaultRun
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
-            await clients.ConfigureAwait(false);
+            try
+            {
+                await clients.ConfigureAwait(false);
+            }
+            catch (Exception error) when (error is not OperationCanceledException)
+            {
+                clientFailure = error; // reported as a problem below, after healing, without hiding a nemesis failure
+            }
             await nemesis.HealAllAsync().ConfigureAwait(false);
         }
         log($"workload stopped after {clock.Elapsed.TotalSeconds:F1}s: {workload.History.Count:N0} operations ({workload.Counts})");
 
-        var problems = new List<string>();
+        var problems = new List<string>(nemesis.UnexpectedExits);
+        if (clientFailure is not null)
+        {
+            problems.Add("a client failed: " + clientFailure);
+        }
         problems.AddRange(await ConvergeAsync(cluster, TimeSpan.FromSeconds(60)).ConfigureAwait(false));
         var final = await workload.ReadEverythingAsync().ConfigureAwait(false);
         problems.AddRange(workload.LostWrites(final));
@@ -155,7 +167,7 @@ public static class FaultRun
         while (true)
         {
             last.Clear();
-            var states = new List<(string Node, ulong Applied, ulong Commit, string? Digest)>();
+            var states = new List<(string Node, ulong Applied, ulong Commit, string? Digest, ulong DigestIndex)>();
             foreach (var node in cluster.Nodes)
             {
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
@@ -163,20 +175,22 @@ public static class FaultRun
                 {
                     var status = await node.StatusAsync(timeout.Token).ConfigureAwait(false);
                     states.Add((node.NodeId, status.GetProperty("applied").GetUInt64(), status.GetProperty("commit").GetUInt64(),
-                        status.GetProperty("digest").GetString()));
+                        status.GetProperty("digest").GetString(), status.GetProperty("digestIndex").GetUInt64()));
                 }
                 catch (Exception e) when (e is HttpRequestException or OperationCanceledException)
                 {
                     last.Add($"{node.NodeId} does not answer /status: {e.Message}");
                 }
             }
-            if (last.Count == 0 && states.Select(s => (s.Applied, s.Digest)).Distinct().Count() == 1 && states[0].Applied == states.Max(s => s.Commit))
+            // One applied index on every node, equal to the highest commit index, and the digest taken at that index.
+            if (last.Count == 0 && states.Select(s => (s.Applied, s.Digest, s.DigestIndex)).Distinct().Count() == 1
+                && states[0].Applied == states.Max(s => s.Commit) && states[0].DigestIndex == states[0].Applied)
             {
                 return [];
             }
             if (last.Count == 0)
             {
-                last.Add("nodes differ: " + string.Join(", ", states.Select(s => $"{s.Node} applied {s.Applied} commit {s.Commit} digest {s.Digest}")));
+                last.Add("nodes differ: " + string.Join(", ", states.Select(s => $"{s.Node} applied {s.Applied} commit {s.Commit} digest {s.Digest}@{s.DigestIndex}")));
             }
             if (clock.Elapsed > within)
             {

@@ -73,7 +73,12 @@ public sealed class Nemesis
         _log = log;
     }
 
+    private readonly HashSet<ServerProcess> _killed = [];
+
     public List<FaultReport> Reports { get; } = [];
+
+    /// <summary>Nodes that exited without the nemesis killing them (a crash, a broken invariant), with why.</summary>
+    public List<string> UnexpectedExits { get; } = [];
 
     public static bool NeedsNetwork(Fault fault) => fault is Fault.IsolateOne or Fault.SplitMajorityMinority or Fault.CutLeaderFromFollowers;
 
@@ -84,6 +89,7 @@ public sealed class Nemesis
         {
             throw new InvalidOperationException($"{fault} needs the cluster to run in a network lab");
         }
+        await RestartUnexpectedExitsAsync().ConfigureAwait(false);
         var at = _clock.Elapsed;
         var leader = await FindLeaderAsync(TimeSpan.FromSeconds(15), cancellationToken).ConfigureAwait(false);
         var nodes = _cluster.Nodes.ToList();
@@ -98,10 +104,11 @@ public sealed class Nemesis
                 {
                     Fault.KillFollower => [Pick(nodes.Where(n => n != leader))],
                     Fault.KillLeader => [leader ?? Pick(nodes)],
-                    _ => new[] { leader ?? Pick(nodes) }.Concat(Shuffle(nodes.Where(n => n != leader))).Take(nodes.Count / 2).ToList(),
+                    _ => Minority(nodes, leader),
                 };
                 foreach (var victim in victims)
                 {
+                    _killed.Add(victim);
                     await victim.KillAsync().ConfigureAwait(false);
                 }
                 await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
@@ -109,6 +116,7 @@ public sealed class Nemesis
                 foreach (var victim in victims)
                 {
                     await _cluster.RestartAsync(victim).ConfigureAwait(false);
+                    _killed.Remove(victim);
                 }
                 report = new FaultReport(fault, at, $"SIGKILL {Names(victims)}, restarted after {hold.TotalSeconds:F1}s", leader?.NodeId, during?.NodeId);
                 break;
@@ -117,15 +125,17 @@ public sealed class Nemesis
             {
                 var victim = leader ?? Pick(nodes);
                 victim.Pause();
+                ServerProcess? during;
                 try
                 {
                     await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
+                    // Asked while the old leader is still frozen: it cannot answer, so whoever answers as leader is new.
+                    during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {
                     victim.Resume();
                 }
-                var during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken, exclude: victim).ConfigureAwait(false);
                 report = new FaultReport(fault, at, $"SIGSTOP {victim.NodeId}, SIGCONT after {hold.TotalSeconds:F1}s", leader?.NodeId, during?.NodeId);
                 break;
             }
@@ -137,14 +147,23 @@ public sealed class Nemesis
             }
             case Fault.SplitMajorityMinority:
             {
-                var minority = new[] { leader ?? Pick(nodes) }.Concat(Shuffle(nodes.Where(n => n != leader))).Take(nodes.Count / 2).ToList();
-                report = await PartitionAsync(fault, at, minority, leader, hold, cancellationToken).ConfigureAwait(false);
+                report = await PartitionAsync(fault, at, Minority(nodes, leader), leader, hold, cancellationToken).ConfigureAwait(false);
                 break;
             }
             case Fault.CutLeaderFromFollowers:
             {
-                var victim = leader ?? throw new InvalidOperationException("no leader to cut off");
-                report = await PartitionAsync(fault, at, [victim], leader, hold, cancellationToken, watchStepDown: true).ConfigureAwait(false);
+                // The leader must be leading when it is cut off (not a deposed one that has not heard yet): ask it.
+                var victim = leader;
+                for (var attempt = 0; attempt < 5 && (victim is null || await RoleAsync(victim, cancellationToken).ConfigureAwait(false) != "Leader"); attempt++)
+                {
+                    await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+                    victim = await FindLeaderAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+                }
+                if (victim is null)
+                {
+                    throw new InvalidOperationException("no leader to cut off");
+                }
+                report = await PartitionAsync(fault, at, [victim], victim, hold, cancellationToken, watchStepDown: true).ConfigureAwait(false);
                 break;
             }
             default:
@@ -162,20 +181,36 @@ public sealed class Nemesis
         return faults[_random.Next(faults.Length)];
     }
 
-    /// <summary>Undoes whatever may be left: heals the network, resumes paused nodes, restarts exited ones.</summary>
+    /// <summary>
+    /// Undoes whatever may be left: heals the network, resumes paused nodes, restarts the ones it killed. A node that
+    /// exited by itself is recorded in <see cref="UnexpectedExits"/> (then restarted, so the run can still converge).
+    /// </summary>
     public async Task HealAllAsync()
     {
         _cluster.Lab?.Heal();
         foreach (var node in _cluster.Nodes.ToList())
         {
-            if (node.HasExited)
-            {
-                await _cluster.RestartAsync(node).ConfigureAwait(false);
-            }
-            else
+            if (!node.HasExited)
             {
                 node.Resume();
             }
+        }
+        foreach (var node in _killed.ToList())
+        {
+            await _cluster.RestartAsync(node).ConfigureAwait(false);
+            _killed.Remove(node);
+        }
+        await RestartUnexpectedExitsAsync().ConfigureAwait(false);
+    }
+
+    private async Task RestartUnexpectedExitsAsync()
+    {
+        foreach (var node in _cluster.Nodes.Where(n => n.HasExited && !_killed.Contains(n)).ToList())
+        {
+            var why = $"{node.NodeId} exited by itself with code {node.ExitCode}: {node.Tail(10)}";
+            UnexpectedExits.Add(why);
+            _log("PROBLEM: " + why);
+            await _cluster.RestartAsync(node).ConfigureAwait(false);
         }
     }
 
@@ -214,7 +249,9 @@ public sealed class Nemesis
             {
                 await Task.Delay(rest, cancellationToken).ConfigureAwait(false);
             }
-            during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken, among: _cluster.Nodes.Where(n => !side.Contains(n))).ConfigureAwait(false);
+            // Every node is asked (the test reaches all of them): a cut-off leader that still claims to lead has an
+            // older term than the one the majority elected, and the highest term wins.
+            during = await FindLeaderAsync(TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
             dropped = indices.Sum(lab.DroppedPackets) - before; // before healing: healing flushes the rules and their counters
         }
         finally
@@ -229,16 +266,14 @@ public sealed class Nemesis
     }
 
     /// <summary>The node that says it leads with the highest term, among running nodes that answer; waits up to <paramref name="within"/>.</summary>
-    private async Task<ServerProcess?> FindLeaderAsync(TimeSpan within, CancellationToken cancellationToken, ServerProcess? exclude = null,
-        IEnumerable<ServerProcess>? among = null)
+    private async Task<ServerProcess?> FindLeaderAsync(TimeSpan within, CancellationToken cancellationToken)
     {
-        var candidates = (among ?? _cluster.Nodes).Where(n => n != exclude).ToList();
         var clock = Stopwatch.StartNew();
         while (true)
         {
             ServerProcess? best = null;
             ulong bestTerm = 0;
-            foreach (var node in candidates.Where(n => !n.HasExited))
+            foreach (var node in _cluster.Nodes.Where(n => !n.HasExited))
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 timeout.CancelAfter(StatusTimeout);
@@ -276,6 +311,13 @@ public sealed class Nemesis
         {
             return null;
         }
+    }
+
+    /// <summary>⌊n/2⌋ distinct nodes: the leader (or a random node when none is known) and others at random.</summary>
+    private List<ServerProcess> Minority(List<ServerProcess> nodes, ServerProcess? leader)
+    {
+        var first = leader ?? Pick(nodes);
+        return [first, .. Shuffle(nodes.Where(n => n != first)).Take((nodes.Count / 2) - 1)];
     }
 
     private ServerProcess Pick(IEnumerable<ServerProcess> nodes)

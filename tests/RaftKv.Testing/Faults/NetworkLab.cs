@@ -214,6 +214,14 @@ public sealed partial class NetworkLab : IDisposable
             var match = LabName().Match(line.Split(' ')[0].Trim());
             if (match.Success && int.TryParse(match.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var pid) && !ProcessExists(pid))
             {
+                // Servers the dead run started inside it are orphans now: stop them before the namespace goes.
+                foreach (var orphan in TryRun("ip", $"netns pids {match.Value}").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (int.TryParse(orphan.Trim(), CultureInfo.InvariantCulture, out var orphanPid))
+                    {
+                        TryRun("kill", $"-KILL {orphanPid}");
+                    }
+                }
                 TryRun("ip", $"netns del {match.Value}");
             }
         }

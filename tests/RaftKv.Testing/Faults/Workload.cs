@@ -84,12 +84,15 @@ public sealed class Workload
     {
         _endpoints = endpoints;
         _handler = handler;
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(clients, FinalReader);
         _clients = clients;
         _keys = keys;
         _seed = seed;
     }
 
+    private const int FinalReader = 99;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly long[] _lastReturn = new long[FinalReader + 1];
 
     /// <summary>Every operation, its times in microseconds since the workload was created.</summary>
     public History History { get; } = new();
@@ -106,13 +109,13 @@ public sealed class Workload
     public async Task<IReadOnlyDictionary<string, KvResponse>> ReadEverythingAsync()
     {
         using var handler = _handler();
-        using var client = NewClient(handler, 99, TimeSpan.FromSeconds(10));
+        using var client = NewClient(handler, FinalReader, TimeSpan.FromSeconds(10));
         var final = new Dictionary<string, KvResponse>(StringComparer.Ordinal);
         for (var key = 0; key < _keys; key++)
         {
-            var call = Now();
+            var call = Call(FinalReader);
             var response = await client.GetAsync(Key(key), Consistency.Linearizable).ConfigureAwait(false);
-            History.Add(Operation.Get(99, Key(key), call, Now(), response.Found ? response.Value : null));
+            History.Add(Operation.Get(FinalReader, Key(key), call, Return(FinalReader, call), response.Found ? response.Value : null));
             final[Key(key)] = response;
         }
         return final;
@@ -191,11 +194,11 @@ public sealed class Workload
 
     private async Task<string?> ReadAsync(RaftKvClient http, int client, string key, CancellationToken stop)
     {
-        var call = Now();
+        var call = Call(client);
         try
         {
             var response = await http.GetAsync(key, Consistency.Linearizable, stop).ConfigureAwait(false);
-            History.Add(Operation.Get(client, key, call, Now(), response.Found ? response.Value : null));
+            History.Add(Operation.Get(client, key, call, Return(client, call), response.Found ? response.Value : null));
             Counts.Read();
             return response.Value;
         }
@@ -208,19 +211,16 @@ public sealed class Workload
 
     private async Task WriteAsync(RaftKvClient http, int client, string key, string value, string? expected, CancellationToken stop)
     {
-        var call = Now();
+        var call = Call(client);
         try
         {
             var response = expected is null
                 ? await http.SetAsync(key, value, stop).ConfigureAwait(false)
                 : await http.CompareAndSetAsync(key, expected, value, stop).ConfigureAwait(false);
-            var done = Now();
-            if (response.Error == "stale_sequence")
+            var done = Return(client, call);
+            if (!response.Ok && !response.CasMismatch)
             {
-                lock (Counts.Anomalies)
-                {
-                    Counts.Anomalies.Add($"c{client}: stale_sequence answering a write to {key}: a session went backwards");
-                }
+                Unexpected(client, $"a write to {key}", response); // stale_sequence: a session went backwards
                 return;
             }
             History.Add(expected is null
@@ -256,19 +256,17 @@ public sealed class Workload
 
     private async Task DeleteAsync(RaftKvClient http, int client, string key, CancellationToken stop)
     {
-        var call = Now();
+        var call = Call(client);
         try
         {
             var response = await http.DeleteAsync(key, stop).ConfigureAwait(false);
-            if (response.Error == "stale_sequence")
+            var done = Return(client, call);
+            if (!response.Ok)
             {
-                lock (Counts.Anomalies)
-                {
-                    Counts.Anomalies.Add($"c{client}: stale_sequence answering a delete of {key}: a session went backwards");
-                }
+                Unexpected(client, $"a delete of {key}", response);
                 return;
             }
-            History.Add(Operation.Delete(client, key, call, Now(), response.Found));
+            History.Add(Operation.Delete(client, key, call, done, response.Found));
             Counts.Acknowledged();
             Counts.AcknowledgedAt(key, response.Index, deleted: true);
         }
@@ -291,7 +289,29 @@ public sealed class Workload
         }
     }
 
+    /// <summary>An answer no correct server gives here (stale_sequence: a session went backwards; malformed).</summary>
+    private void Unexpected(int client, string what, KvResponse response)
+    {
+        lock (Counts.Anomalies)
+        {
+            Counts.Anomalies.Add($"c{client}: '{response.Error}' answering {what} (index {response.Index})");
+        }
+    }
+
     private long Now() => _clock.Elapsed.Ticks / TimeSpan.TicksPerMicrosecond;
+
+    /// <summary>
+    /// A client's call time: strictly after its previous return, so that its own operations never look concurrent
+    /// (times are whole microseconds, and the checker treats a call and a return at the same instant as overlapping).
+    /// </summary>
+    private long Call(int client) => Math.Max(Now(), Volatile.Read(ref _lastReturn[client]) + 1);
+
+    private long Return(int client, long call)
+    {
+        var now = Math.Max(Now(), call);
+        Volatile.Write(ref _lastReturn[client], now);
+        return now;
+    }
 
     private RaftKvClient NewClient(HttpMessageHandler handler, int client, TimeSpan timeout) => new(new RaftKvClientOptions
     {
