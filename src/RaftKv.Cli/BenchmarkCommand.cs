@@ -152,8 +152,8 @@ internal static class BenchmarkCommand
             var client = context.Client(result, handler, $"bench-{Environment.ProcessId}-{i}-{Stopwatch.GetTimestamp() % 100_000}");
             return target is null ? client : Retarget(client, result, context, handler, target, i);
         }).ToList();
-        // Find the leader once, so that every client sends to it from the first request.
-        await clients[0].ClusterStatusAsync(cancellationToken).ConfigureAwait(false);
+        // Every client finds the leader first, so that it sends to the leader from its first request.
+        await Task.WhenAll(clients.Select(c => c.ClusterStatusAsync(cancellationToken))).ConfigureAwait(false);
         var value = new string('x', settings.ValueSize);
         var histogram = new LongConcurrentHistogram(1, TimeStamp.Minutes(5), 3);
         var errors = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
@@ -260,7 +260,7 @@ internal static class BenchmarkCommand
     private static void Print(BenchmarkReport report)
     {
         var s = report.Settings;
-        var table = new Table().AddColumns("", "");
+        var table = new Table().HideHeaders().AddColumns("", "");
         table.AddRow("target", Markup.Escape(s.Target));
         table.AddRow("settings", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
             $"{(s.Operations is { } n ? $"{n:N0} operations" : $"{s.DurationSeconds:0.#} s")}, {s.Clients} clients, {s.Keys:N0} keys, {s.ValueSize} B values, read ratio {s.ReadRatio:0.##}, {s.Consistency} reads")));

@@ -45,7 +45,9 @@ public sealed class RaftKvClient : IDisposable
     private readonly SemaphoreSlim _writes = new(1, 1);
     private readonly Dictionary<string, Uri> _nodes = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
+    private readonly HashSet<string> _lookedUp = new(StringComparer.Ordinal); // leaders whose endpoint we asked for
     private Uri? _leader;
+    private string? _unmappedLeader; // a leader named in an answer whose endpoint this client has not seen yet
     private int _next;
     private ulong _sequence;
 
@@ -137,6 +139,19 @@ public sealed class RaftKvClient : IDisposable
                 try
                 {
                     await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+            if (attempt == 0 && TakeUnmappedLeader() is not null)
+            {
+                // A follower answered for a leader we cannot address: ask every endpoint who it is, once per leader,
+                // so that the next requests go to the leader instead of through the follower.
+                try
+                {
+                    await ClusterStatusAsync(overall.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -282,7 +297,26 @@ public sealed class RaftKvClient : IDisposable
         var leader = values.FirstOrDefault();
         lock (_gate)
         {
-            _leader = leader is not null && _nodes.TryGetValue(leader, out var known) ? known : endpoint;
+            if (leader is not null && _nodes.TryGetValue(leader, out var known))
+            {
+                _leader = known;
+                return;
+            }
+            _leader = endpoint; // it answered for the leader: keep using it until we know better
+            if (leader is not null && _lookedUp.Count < 64 && _lookedUp.Add(leader))
+            {
+                _unmappedLeader = leader;
+            }
+        }
+    }
+
+    private string? TakeUnmappedLeader()
+    {
+        lock (_gate)
+        {
+            var leader = _unmappedLeader;
+            _unmappedLeader = null;
+            return leader;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using RaftKv.Client;
 using RaftKv.Testing.Processes;
 using Xunit.Abstractions;
 
@@ -33,6 +34,24 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output)
         }
         leaderStatus.GetProperty("peers").EnumerateArray().Should().HaveCount(2)
             .And.OnlyContain(p => p.GetProperty("state").GetString() == "Replicate" && p.GetProperty("connected").GetBoolean());
+    }
+
+    [Fact]
+    public async Task A_client_answered_by_a_follower_finds_the_leader_and_sends_to_it()
+    {
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(15));
+        var follower = cluster.Nodes.First(n => n != leader);
+        // The follower first: a new client knows no node ids, so the first answer names a leader it cannot address yet.
+        var endpoints = cluster.Endpoints.OrderBy(e => e == follower.BaseAddress ? 0 : 1).ToList();
+        using var client = new RaftKvClient(new RaftKvClientOptions { Endpoints = endpoints });
+
+        (await client.SetAsync("k", "v1")).Ok.Should().BeTrue();
+        client.KnownLeader.Should().Be(follower.BaseAddress, "the follower forwarded the write and answered for the leader");
+
+        (await client.SetAsync("k", "v2")).Ok.Should().BeTrue();
+        client.KnownLeader.Should().Be(leader.BaseAddress, $"the answer named {leader.NodeId}, so the client looked up its endpoint");
+        (await client.GetAsync("k")).Value.Should().Be("v2");
     }
 
     [Fact]
