@@ -211,20 +211,16 @@ public sealed class RaftKvClient : IDisposable
     }
 
     /// <summary>Every endpoint's status (those that do not answer say why).</summary>
-    public async Task<IReadOnlyList<EndpointStatus>> ClusterStatusAsync(CancellationToken cancellationToken = default)
-    {
-        var tasks = _options.Endpoints.Select(async endpoint =>
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(_options.AttemptTimeout);
-            try
+    public Task<IReadOnlyList<EndpointStatus>> ClusterStatusAsync(CancellationToken cancellationToken = default) =>
+        AskEveryEndpointAsync(
+            async (endpoint, token) =>
             {
-                using var response = await _http.GetAsync(new Uri(endpoint, "/status"), timeout.Token).ConfigureAwait(false);
+                using var response = await _http.GetAsync(new Uri(endpoint, "/status"), token).ConfigureAwait(false);
                 if (!response.IsSuccessStatusCode)
                 {
                     return new EndpointStatus(endpoint, null, $"{(int)response.StatusCode} {response.ReasonPhrase}");
                 }
-                var status = await ReadAsync(response, ClientJson.Default.NodeStatus, timeout.Token).ConfigureAwait(false);
+                var status = await ReadAsync(response, ClientJson.Default.NodeStatus, token).ConfigureAwait(false);
                 lock (_gate)
                 {
                     _nodes[status.NodeId] = endpoint;
@@ -234,18 +230,26 @@ public sealed class RaftKvClient : IDisposable
                     }
                 }
                 return new EndpointStatus(endpoint, status, null);
-            }
-            catch (Exception error) when (error is HttpRequestException or IOException or JsonException
-                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-            {
-                return new EndpointStatus(endpoint, null, error is OperationCanceledException ? "no answer in time" : error.Message);
-            }
-        });
-        return await Task.WhenAll(tasks).ConfigureAwait(false);
-    }
+            },
+            (endpoint, why) => new EndpointStatus(endpoint, null, why),
+            cancellationToken);
 
     /// <summary>Liveness and readiness of every endpoint.</summary>
-    public async Task<IReadOnlyList<HealthReport>> HealthAsync(CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<HealthReport>> HealthAsync(CancellationToken cancellationToken = default) =>
+        AskEveryEndpointAsync(
+            async (endpoint, token) =>
+            {
+                using var live = await _http.GetAsync(new Uri(endpoint, "/health"), token).ConfigureAwait(false);
+                using var ready = await _http.GetAsync(new Uri(endpoint, "/health/ready"), token).ConfigureAwait(false);
+                var body = await ready.Content.ReadFromJsonAsync(ClientJson.Default.HealthBody, token).ConfigureAwait(false);
+                return new HealthReport(endpoint, live.IsSuccessStatusCode, ready.IsSuccessStatusCode, body?.Detail ?? body?.Status ?? "");
+            },
+            (endpoint, why) => new HealthReport(endpoint, false, false, why),
+            cancellationToken);
+
+    /// <summary>Asks every endpoint at once, each within one attempt's timeout; one that cannot answer says why.</summary>
+    private async Task<IReadOnlyList<T>> AskEveryEndpointAsync<T>(
+        Func<Uri, CancellationToken, Task<T>> ask, Func<Uri, string, T> unanswered, CancellationToken cancellationToken)
     {
         var tasks = _options.Endpoints.Select(async endpoint =>
         {
@@ -253,15 +257,12 @@ public sealed class RaftKvClient : IDisposable
             timeout.CancelAfter(_options.AttemptTimeout);
             try
             {
-                using var live = await _http.GetAsync(new Uri(endpoint, "/health"), timeout.Token).ConfigureAwait(false);
-                using var ready = await _http.GetAsync(new Uri(endpoint, "/health/ready"), timeout.Token).ConfigureAwait(false);
-                var body = await ready.Content.ReadFromJsonAsync(ClientJson.Default.HealthBody, timeout.Token).ConfigureAwait(false);
-                return new HealthReport(endpoint, live.IsSuccessStatusCode, ready.IsSuccessStatusCode, body?.Detail ?? body?.Status ?? "");
+                return await ask(endpoint, timeout.Token).ConfigureAwait(false);
             }
             catch (Exception error) when (error is HttpRequestException or IOException or JsonException
                 || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
-                return new HealthReport(endpoint, false, false, error is OperationCanceledException ? "no answer in time" : error.Message);
+                return unanswered(endpoint, error is OperationCanceledException ? "no answer in time" : error.Message);
             }
         });
         return await Task.WhenAll(tasks).ConfigureAwait(false);

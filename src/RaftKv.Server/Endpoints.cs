@@ -58,14 +58,15 @@ public static class Endpoints
             await WriteAsync(http, Invalid(400, "body", "the body must be a JSON object")).ConfigureAwait(false);
             return;
         }
-        var (command, linearizable, problem) = Validate(request, settings);
-        if (problem is not null)
-        {
-            await WriteAsync(http, problem).ConfigureAwait(false);
-            return;
-        }
-        var answer = await executor.ExecuteAsync(command!, linearizable, http.RequestAborted).ConfigureAwait(false);
+        var answer = await ExecuteAsync(http, request, executor, settings).ConfigureAwait(false);
         await WriteAsync(http, answer).ConfigureAwait(false);
+    }
+
+    /// <summary>A valid request is executed; an invalid one is answered with its problem and changes nothing.</summary>
+    private static async Task<HttpAnswer> ExecuteAsync(HttpContext http, CommandRequest request, KvExecutor executor, ServerOptions settings)
+    {
+        var (command, linearizable, problem) = Validate(request, settings);
+        return problem ?? await executor.ExecuteAsync(command!, linearizable, http.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task KeyAsync(HttpContext http, KvOperation operation, string key, KvExecutor executor, ServerOptions settings)
@@ -105,13 +106,7 @@ public static class Endpoints
                 return;
             }
         }
-        var (command, linearizable, problem) = Validate(request, settings);
-        if (problem is not null)
-        {
-            await WriteAsync(http, problem).ConfigureAwait(false);
-            return;
-        }
-        var answer = await executor.ExecuteAsync(command!, linearizable, http.RequestAborted).ConfigureAwait(false);
+        var answer = await ExecuteAsync(http, request, executor, settings).ConfigureAwait(false);
         if (operation == KvOperation.Get && answer.Status == 200 && !answer.IsProblem
             && JsonSerializer.Deserialize(answer.Body, ApiJson.Default.CommandResponse) is { Found: false })
         {
