@@ -106,7 +106,8 @@ internal static class BenchmarkCommand
                     Print(report);
                 }
             }
-            return reports[^1].Operations > 0 ? ExitCodes.Ok : ExitCodes.Unavailable;
+            // Operations counts failed ones too: success means some operation succeeded.
+            return reports[^1].Operations > reports[^1].Errors ? ExitCodes.Ok : ExitCodes.Unavailable;
         }));
         return command;
     }
@@ -125,9 +126,9 @@ internal static class BenchmarkCommand
         {
             throw new UsageException("--clients: between 1 and 4096");
         }
-        if (settings.Keys < 1)
+        if (settings.Keys is < 1 or > 10_000_000)
         {
-            throw new UsageException("--keys: at least 1");
+            throw new UsageException("--keys: between 1 and 10000000");
         }
         if (settings.ValueSize is < 0 or > 1024 * 1024)
         {
@@ -147,14 +148,19 @@ internal static class BenchmarkCommand
             PooledConnectionLifetime = TimeSpan.FromMinutes(10),
             ConnectTimeout = TimeSpan.FromSeconds(2),
         };
-        var clients = Enumerable.Range(0, settings.Clients).Select(i =>
+        var options = context.ClientOptions(result);
+        if (target is not null)
         {
-            var client = context.Client(result, handler, $"bench-{Environment.ProcessId}-{i}-{Stopwatch.GetTimestamp() % 100_000}");
-            return target is null ? client : Retarget(client, result, context, handler, target, i);
-        }).ToList();
+            options = options with { Endpoints = [target] };
+        }
+        var run = $"{Environment.ProcessId}-{Stopwatch.GetTimestamp() % 100_000}";
+        var clients = Enumerable.Range(0, settings.Clients)
+            .Select(i => new RaftKvClient(options with { ClientId = $"bench-{run}-{i}" }, handler))
+            .ToList();
         // Every client finds the leader first, so that it sends to the leader from its first request.
         await Task.WhenAll(clients.Select(c => c.ClusterStatusAsync(cancellationToken))).ConfigureAwait(false);
         var value = new string('x', settings.ValueSize);
+        var keyNames = Enumerable.Range(0, settings.Keys).Select(k => "bench-" + k.ToString(CultureInfo.InvariantCulture)).ToArray();
         var histogram = new LongConcurrentHistogram(1, TimeStamp.Minutes(5), 3);
         var errors = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
         long started = 0, done = 0, writes = 0, reads = 0;
@@ -168,7 +174,7 @@ internal static class BenchmarkCommand
             var random = new Random(index * 7919);
             while (!cancellationToken.IsCancellationRequested && clock.Elapsed < deadline && Interlocked.Increment(ref started) <= limit)
             {
-                var key = "bench-" + random.Next(settings.Keys).ToString(CultureInfo.InvariantCulture);
+                var key = keyNames[random.Next(keyNames.Length)];
                 var read = random.NextDouble() < settings.ReadRatio;
                 var begin = Stopwatch.GetTimestamp();
                 try
@@ -205,12 +211,6 @@ internal static class BenchmarkCommand
         return new BenchmarkReport(settings, Interlocked.Read(ref done), writes, reads, errors.Values.Sum(), new SortedDictionary<string, long>(errors),
             clock.Elapsed.TotalSeconds, ok / clock.Elapsed.TotalSeconds, Ms(50), Ms(90), Ms(99), Ms(99.9), ok == 0 ? 0 : histogram.GetMaxValue() / 1000.0,
             ok == 0 ? 0 : histogram.GetMean() / 1000.0);
-    }
-
-    private static RaftKvClient Retarget(RaftKvClient client, ParseResult result, CliContext context, HttpMessageHandler handler, Uri target, int index)
-    {
-        client.Dispose();
-        return new RaftKvClient(new RaftKvClientOptions { Endpoints = [target], ClientId = $"noop-{index}" }, handler);
     }
 
     private static string Kind(RaftKvException error) => error switch

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using RaftKv.Cli;
 using RaftKv.Client;
-using Spectre.Console;
 
 // raft-cli: every RaftKv operation from a terminal. See --help, and ExitCodes for what the exit status means.
 var endpoints = new Option<string>("--endpoints", "-e")
@@ -98,21 +97,23 @@ namespace RaftKv.Cli
             return list.Count > 0 ? list : throw new UsageException("--endpoints: no endpoint given");
         }
 
-        public RaftKvClient Client(ParseResult result, HttpMessageHandler? handler = null, string? clientId = null, ulong sequence = 1)
+        public RaftKvClient Client(ParseResult result, HttpMessageHandler? handler = null, string? clientId = null, ulong sequence = 1) =>
+            new(ClientOptions(result) with { ClientId = clientId, NextSequence = sequence }, handler);
+
+        /// <summary>Endpoints and timeouts from the command line, checked once.</summary>
+        public RaftKvClientOptions ClientOptions(ParseResult result)
         {
             var seconds = result.GetValue(timeout);
             if (seconds <= 0 || double.IsNaN(seconds))
             {
                 throw new UsageException("--timeout: must be a positive number of seconds");
             }
-            return new RaftKvClient(new RaftKvClientOptions
+            return new RaftKvClientOptions
             {
                 Endpoints = Endpoints(result),
                 Timeout = TimeSpan.FromSeconds(seconds),
                 AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
-                ClientId = clientId,
-                NextSequence = sequence,
-            }, handler);
+            };
         }
 
         public static void WriteJson<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) =>
@@ -174,7 +175,6 @@ namespace RaftKv.Cli
 
         public static string Number(ulong value) => value.ToString("N0", CultureInfo.InvariantCulture);
 
-        public static void Markup(string text) => AnsiConsole.MarkupLine(text);
     }
 
     /// <summary>A mistake in how raft-cli was called.</summary>

@@ -44,6 +44,7 @@ public sealed class RaftKvClient : IDisposable
     private readonly HttpClient _http;
     private readonly SemaphoreSlim _writes = new(1, 1);
     private readonly Dictionary<string, Uri> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<Uri, Uri> _commandUris = []; // endpoint → its /command, built once
     private readonly Lock _gate = new();
     private readonly HashSet<string> _lookedUp = new(StringComparer.Ordinal); // leaders whose endpoint we asked for
     private Uri? _leader;
@@ -64,6 +65,7 @@ public sealed class RaftKvClient : IDisposable
             {
                 throw new ArgumentException($"'{endpoint}' is not an http:// or https:// URL", nameof(options));
             }
+            _commandUris[endpoint] = new Uri(endpoint, CommandPath);
         }
         _http = handler is null
             ? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), ConnectTimeout = TimeSpan.FromSeconds(2) })
@@ -91,8 +93,11 @@ public sealed class RaftKvClient : IDisposable
         }
     }
 
-    public Task<KvResponse> GetAsync(string key, Consistency consistency = Consistency.Linearizable, CancellationToken cancellationToken = default) =>
-        SendAsync(new CommandBody("GET", key, Consistency: consistency == Consistency.Stale ? "stale" : null), write: false, cancellationToken);
+    public Task<KvResponse> GetAsync(string key, Consistency consistency = Consistency.Linearizable, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(key);
+        return SendAsync(new CommandBody("GET", key, Consistency: consistency == Consistency.Stale ? "stale" : null), write: false, cancellationToken);
+    }
 
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandBody("SET", key, value), cancellationToken);
@@ -110,6 +115,7 @@ public sealed class RaftKvClient : IDisposable
 
     private async Task<KvResponse> WriteAsync(CommandBody body, CancellationToken cancellationToken)
     {
+        ArgumentException.ThrowIfNullOrEmpty(body.Key, "key"); // before a sequence number is spent on it
         await _writes.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -125,7 +131,6 @@ public sealed class RaftKvClient : IDisposable
 
     private async Task<KvResponse> SendAsync(CommandBody body, bool write, CancellationToken cancellationToken)
     {
-        ArgumentException.ThrowIfNullOrEmpty(body.Key, "key");
         using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         overall.CancelAfter(_options.Timeout);
         var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
@@ -165,7 +170,7 @@ public sealed class RaftKvClient : IDisposable
             {
                 using var content = new ByteArrayContent(payload);
                 content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-                using var response = await _http.PostAsync(new Uri(endpoint, CommandPath), content, attemptTimeout.Token).ConfigureAwait(false);
+                using var response = await _http.PostAsync(_commandUris[endpoint], content, attemptTimeout.Token).ConfigureAwait(false);
                 sent = true;
                 Learn(endpoint, response);
                 switch ((int)response.StatusCode)

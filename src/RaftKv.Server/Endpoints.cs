@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
+using RaftKv.Node;
 using RaftKv.StateMachine;
 
 namespace RaftKv.Server;
@@ -107,8 +108,7 @@ public static class Endpoints
             }
         }
         var answer = await ExecuteAsync(http, request, executor, settings).ConfigureAwait(false);
-        if (operation == KvOperation.Get && answer.Status == 200 && !answer.IsProblem
-            && JsonSerializer.Deserialize(answer.Body, ApiJson.Default.CommandResponse) is { Found: false })
+        if (operation == KvOperation.Get && answer.Status == 200 && answer.NotFound)
         {
             answer = answer with { Status = 404 }; // REST: a missing key is 404, with the same body
         }
@@ -201,17 +201,28 @@ public static class Endpoints
 
     private static async Task StatusAsync(HttpContext http, NodeHost node)
     {
-        var status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(5), http.RequestAborted).ConfigureAwait(false);
+        NodeStatus status;
+        try
+        {
+            status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(5), http.RequestAborted).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            await WriteAsync(http, KvExecutor.Problem(503, "unavailable", "Node busy", "the node loop did not report its status within 5 s", null, 1)).ConfigureAwait(false);
+            return;
+        }
         var raft = status.Raft;
         var progress = raft.Peers.ToDictionary(p => p.Id);
+        var connected = node.Transport.Connected;
+        var dropped = node.Transport.DroppedMessages;
         var peers = node.Peers.Keys.Where(id => id != node.Self).Select(id =>
         {
             progress.TryGetValue(id, out var p);
             return new PeerStatusResponse(
                 id.ToString(),
                 node.Peers[id].ToString(),
-                node.Transport.Connected.GetValueOrDefault(id),
-                node.Transport.DroppedMessages.GetValueOrDefault(id),
+                connected.GetValueOrDefault(id),
+                dropped.GetValueOrDefault(id),
                 p?.State.ToString(),
                 p?.Match.Value,
                 p?.Next.Value,

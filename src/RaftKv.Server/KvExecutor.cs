@@ -8,8 +8,11 @@ using RaftKv.Transport;
 
 namespace RaftKv.Server;
 
-/// <summary>An HTTP answer as status, JSON body and the leader to name; the same shape is relayed when forwarding.</summary>
-public sealed record HttpAnswer(int Status, byte[] Body, bool IsProblem, string? Leader, int? RetryAfterSeconds = null);
+/// <summary>
+/// An HTTP answer as status, JSON body and the leader to name; the same shape is relayed when forwarding.
+/// <paramref name="NotFound"/>: the command found no such key (REST answers such a GET with 404).
+/// </summary>
+public sealed record HttpAnswer(int Status, ReadOnlyMemory<byte> Body, bool IsProblem, string? Leader, int? RetryAfterSeconds = null, bool NotFound = false);
 
 /// <summary>
 /// Runs client commands on this node, or hands them to the leader. Writes are proposed and answered once applied;
@@ -25,18 +28,19 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
     public async Task<HttpAnswer> ExecuteAsync(KvCommand command, bool linearizable, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
+        var encoded = command.Encode();
         var local = !command.IsWrite && !linearizable;
         var leader = node.Loop.KnownLeader;
         if (local || leader == node.Self)
         {
-            var answer = await ExecuteHereAsync(command, linearizable, cancellationToken).ConfigureAwait(false);
+            var answer = await ExecuteHereAsync(command.IsWrite, encoded, linearizable, cancellationToken).ConfigureAwait(false);
             if (answer.Status != 421)
             {
                 return answer;
             }
             leader = node.Loop.KnownLeader; // leadership moved while we tried
         }
-        return await ForwardAsync(command, linearizable, leader, cancellationToken).ConfigureAwait(false);
+        return await ForwardAsync(command.IsWrite, encoded, linearizable, leader, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A request a follower forwarded: run here or say who leads; never forwarded again.</summary>
@@ -46,31 +50,31 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
         KvCommand command;
         try
         {
-            command = KvCommand.Decode(request.Command.Span);
+            command = KvCommand.Decode(request.Command.Span); // checked here, before the bytes reach the log or a read
         }
         catch (FormatException error)
         {
             var bad = Problem(400, "invalid-command", "Malformed forwarded command", error.Message, "body");
-            return new ForwardAnswer(bad.Status, bad.Body, null);
+            return new ForwardAnswer(bad.Status, bad.Body, null, IsProblem: true, NotFound: false);
         }
-        var answer = await ExecuteHereAsync(command, request.Linearizable, cancellationToken).ConfigureAwait(false);
+        var answer = await ExecuteHereAsync(command.IsWrite, request.Command, request.Linearizable, cancellationToken).ConfigureAwait(false);
         if (answer.Status == 421)
         {
             answer = NoLeader("the leader changed while the request was forwarded");
         }
-        return new ForwardAnswer(answer.Status, answer.Body, answer.Leader);
+        return new ForwardAnswer(answer.Status, answer.Body, answer.Leader, answer.IsProblem, answer.NotFound);
     }
 
-    /// <summary>Runs the command on this node. 421 (misdirected) means: this node is not the leader.</summary>
-    private async Task<HttpAnswer> ExecuteHereAsync(KvCommand command, bool linearizable, CancellationToken cancellationToken)
+    /// <summary>Runs the encoded command on this node. 421 (misdirected) means: this node is not the leader.</summary>
+    private async Task<HttpAnswer> ExecuteHereAsync(bool write, ReadOnlyMemory<byte> encoded, bool linearizable, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_options.RequestTimeout);
         try
         {
-            if (command.IsWrite)
+            if (write)
             {
-                var outcome = await node.Loop.ProposeAsync(command.Encode()).WaitAsync(timeout.Token).ConfigureAwait(false);
+                var outcome = await node.Loop.ProposeAsync(encoded).WaitAsync(timeout.Token).ConfigureAwait(false);
                 metrics.ProposalOutcome(outcome.Status);
                 return outcome.Status switch
                 {
@@ -81,7 +85,7 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
                     _ => Unknown(outcome.Reason ?? "the node lost track of the write"),
                 };
             }
-            var read = await node.Loop.ReadAsync(command.Encode(), linearizable).WaitAsync(timeout.Token).ConfigureAwait(false);
+            var read = await node.Loop.ReadAsync(encoded, linearizable).WaitAsync(timeout.Token).ConfigureAwait(false);
             return read.Status switch
             {
                 ReadOutcomeStatus.Ok => Result((KvResult)read.Result!, node.Loop.KnownTerm),
@@ -91,13 +95,13 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return command.IsWrite
+            return write
                 ? Unknown($"no outcome within {_options.RequestTimeoutMs} ms")
                 : Problem(504, "timeout", "Read timed out", $"no answer within {_options.RequestTimeoutMs} ms; nothing was changed", null);
         }
     }
 
-    private async Task<HttpAnswer> ForwardAsync(KvCommand command, bool linearizable, NodeId leader, CancellationToken cancellationToken)
+    private async Task<HttpAnswer> ForwardAsync(bool write, ReadOnlyMemory<byte> encoded, bool linearizable, NodeId leader, CancellationToken cancellationToken)
     {
         if (leader.IsNone || leader == node.Self || !node.Peers.ContainsKey(leader))
         {
@@ -105,16 +109,17 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
         }
         try
         {
-            var answer = await node.Transport.ForwardAsync(leader,
-                new ForwardedRequest(node.Self, command.Encode(), command.IsWrite, linearizable, _options.RequestTimeout), cancellationToken).ConfigureAwait(false);
+            // The leader answers within its own request timeout; the extra second covers the trip.
+            var answer = await node.Transport.ForwardAsync(leader, new ForwardedRequest(node.Self, encoded, linearizable),
+                _options.RequestTimeout + TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
             metrics.Forwarded();
-            return new HttpAnswer(answer.Status, answer.Body.ToArray(), answer.Status >= 400, answer.Leader ?? leader.ToString(),
-                answer.Status == 503 ? 1 : null);
+            return new HttpAnswer(answer.Status, answer.Body, answer.IsProblem, answer.Leader ?? leader.ToString(),
+                answer.Status == 503 ? 1 : null, answer.NotFound);
         }
         catch (RpcException error) when (error.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Cancelled)
         {
             LogForwardFailed(leader, error.Status.Detail);
-            return command.IsWrite
+            return write
                 ? Unknown($"the leader {leader} did not answer the forwarded write ({error.StatusCode})")
                 : Problem(503, "unavailable", "Leader unreachable", $"the leader {leader} did not answer ({error.StatusCode}); nothing was read", null, 1);
         }
@@ -133,10 +138,11 @@ public sealed partial class KvExecutor(NodeHost node, IOptions<ServerOptions> op
         var leader = node.Loop.KnownLeader;
         var leaderName = leader.IsNone ? null : leader.ToString();
         var body = new CommandResponse(result.Ok, result.Value, result.Found, result.Version, result.Index, term.Value, leaderName, error);
-        return new HttpAnswer(status, JsonSerializer.SerializeToUtf8Bytes(body, ApiJson.Default.CommandResponse), false, leaderName);
+        return new HttpAnswer(status, JsonSerializer.SerializeToUtf8Bytes(body, ApiJson.Default.CommandResponse), false, leaderName,
+            NotFound: !result.Found);
     }
 
-    private static HttpAnswer Misdirected() => new(421, [], true, null);
+    private static HttpAnswer Misdirected() => new(421, ReadOnlyMemory<byte>.Empty, true, null);
 
     private HttpAnswer NoLeader(string detail)
     {

@@ -48,6 +48,9 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
 
     public KvStateMachine StateMachine { get; private set; } = null!;
 
+    /// <summary>The peer transport's settings; the gRPC service takes its message bound from here too.</summary>
+    public static TransportOptions TransportSettings { get; } = new();
+
     public GrpcTransport Transport => _transport!;
 
     public ISnapshotStore Snapshots => _snapshots!;
@@ -79,7 +82,7 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
             HeartbeatIntervalTicks = _options.HeartbeatIntervalTicks,
         }, state);
         StateMachine = new KvStateMachine(new KvOptions { MaxSessions = _options.MaxSessions });
-        _transport = new GrpcTransport(this, Peers, new TransportOptions(), _loggers.CreateLogger<GrpcTransport>());
+        _transport = new GrpcTransport(this, Peers, TransportSettings, _loggers.CreateLogger<GrpcTransport>());
         Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine,
             new NodeLoopOptions
             {

@@ -100,8 +100,9 @@ namespace RaftKv.Server
             builder.Services.AddSingleton<KvExecutor>();
             builder.Services.AddGrpc(grpc =>
             {
-                grpc.MaxReceiveMessageSize = 16 * 1024 * 1024;
-                grpc.MaxSendMessageSize = 16 * 1024 * 1024;
+                // The same bound as the peers' sending side (NodeHost's TransportOptions).
+                grpc.MaxReceiveMessageSize = NodeHost.TransportSettings.MaxMessageBytes;
+                grpc.MaxSendMessageSize = NodeHost.TransportSettings.MaxMessageBytes;
             });
             builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("raft", tags: ["ready"]);
             builder.WebHost.ConfigureKestrel(kestrel =>

@@ -26,7 +26,7 @@ public sealed class RaftMetrics : IRaftLoopObserver
     private readonly Gauge _storageFailed;
     private readonly Gauge _walBytes;
     private readonly Gauge _snapshotBytes;
-    private readonly Counter _proposals;
+    private readonly Counter.Child[] _proposalsByOutcome; // indexed by ProposalStatus
     private readonly Counter _forwarded;
     private readonly Counter _leaderChanges;
     private readonly Counter _snapshotsTaken;
@@ -54,7 +54,14 @@ public sealed class RaftMetrics : IRaftLoopObserver
         _storageFailed = Factory.CreateGauge("raftkv_storage_failed", "1 once a write or fsync failed; the node takes no more writes until restarted.");
         _walBytes = Factory.CreateGauge("raftkv_wal_bytes", "Bytes in the write-ahead log's segments.");
         _snapshotBytes = Factory.CreateGauge("raftkv_snapshot_bytes", "Size of the newest snapshot file.");
-        _proposals = Factory.CreateCounter("raftkv_proposals_total", "Writes proposed on this node, by outcome.", new CounterConfiguration { LabelNames = ["outcome"] });
+        var proposals = Factory.CreateCounter("raftkv_proposals_total", "Writes proposed on this node, by outcome.", new CounterConfiguration { LabelNames = ["outcome"] });
+        // One child per outcome, made once: no label strings per write (and every outcome is exported from the start).
+        var outcomes = Enum.GetValues<ProposalStatus>();
+        _proposalsByOutcome = new Counter.Child[outcomes.Max(o => (int)o) + 1];
+        foreach (var outcome in outcomes)
+        {
+            _proposalsByOutcome[(int)outcome] = proposals.WithLabels(outcome.ToString().ToLowerInvariant());
+        }
         _forwarded = Factory.CreateCounter("raftkv_forwarded_requests_total", "Client requests this follower forwarded to the leader.");
         _leaderChanges = Factory.CreateCounter("raftkv_leader_changes_total", "Times this node saw the leader change.");
         _snapshotsTaken = Factory.CreateCounter("raftkv_snapshots_total", "Snapshots this node took of its own state.");
@@ -98,7 +105,7 @@ public sealed class RaftMetrics : IRaftLoopObserver
 
     public void StorageFailed(string reason) => _storageFailed.Set(1);
 
-    public void ProposalOutcome(ProposalStatus status) => _proposals.WithLabels(status.ToString().ToLowerInvariant()).Inc();
+    public void ProposalOutcome(ProposalStatus status) => _proposalsByOutcome[(int)status].Inc();
 
     public void Forwarded() => _forwarded.Inc();
 

@@ -241,7 +241,8 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                 throw Fail($"{active.Path}: writing {data.Length} bytes at offset {active.Length} and fsyncing them failed: {error.Message}", error);
             }
             active.Length += data.Length;
-            Remeasure();
+            Volatile.Write(ref _sizeBytes, _sizeBytes + data.Length); // only the active segment grew (Remeasure sums them all)
+            Volatile.Write(ref _segmentCount, _segments.Count);
             _batch.ResetWrittenCount();
             _batchEntries = 0;
             _segmentCreatedInBatch = false;

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
@@ -77,10 +78,10 @@ public interface IPeerHost
 }
 
 /// <summary>A client request a follower hands to the leader: the encoded command and how to run it.</summary>
-public sealed record ForwardedRequest(NodeId From, ReadOnlyMemory<byte> Command, bool Write, bool Linearizable, TimeSpan Timeout);
+public sealed record ForwardedRequest(NodeId From, ReadOnlyMemory<byte> Command, bool Linearizable);
 
-/// <summary>The leader's answer, as an HTTP status and body that the follower relays.</summary>
-public sealed record ForwardAnswer(int Status, ReadOnlyMemory<byte> Body, string? Leader);
+/// <summary>The leader's answer, as the HTTP status, body and flags that the follower relays unchanged.</summary>
+public sealed record ForwardAnswer(int Status, ReadOnlyMemory<byte> Body, string? Leader, bool IsProblem, bool NotFound);
 
 /// <summary>
 /// Raft messages over gRPC (HTTP/2): one long-lived client stream per peer carries this node's messages to it in order,
@@ -138,8 +139,8 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
 
     public IReadOnlyDictionary<NodeId, bool> Connected => _senders.ToDictionary(s => s.Key, s => s.Value.IsConnected);
 
-    /// <summary>Hands a client request to <paramref name="leader"/> and returns its answer.</summary>
-    public async Task<ForwardAnswer> ForwardAsync(NodeId leader, ForwardedRequest request, CancellationToken cancellationToken)
+    /// <summary>Hands a client request to <paramref name="leader"/> and returns its answer, or fails after <paramref name="timeout"/>.</summary>
+    public async Task<ForwardAnswer> ForwardAsync(NodeId leader, ForwardedRequest request, TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (!_senders.TryGetValue(leader, out var sender))
@@ -149,12 +150,10 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         var reply = await sender.Client.ForwardAsync(new Proto.ForwardRequest
         {
             From = _host.Self.Value,
-            Command = Google.Protobuf.ByteString.CopyFrom(request.Command.Span),
-            Write = request.Write,
+            Command = UnsafeByteOperations.UnsafeWrap(request.Command), // never written after encoding
             Linearizable = request.Linearizable,
-            TimeoutMs = (uint)request.Timeout.TotalMilliseconds,
-        }, deadline: DateTime.UtcNow + request.Timeout + TimeSpan.FromSeconds(1), cancellationToken: cancellationToken).ConfigureAwait(false);
-        return new ForwardAnswer(reply.Status, reply.Body.Memory, reply.Leader.Length == 0 ? null : reply.Leader);
+        }, deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return new ForwardAnswer(reply.Status, reply.Body.Memory, reply.Leader.Length == 0 ? null : reply.Leader, reply.Problem, reply.NotFound);
     }
 
     private int _disposed;

@@ -115,7 +115,16 @@ internal static class MessageMapper
             : new LogEntry(new LogIndex(entry.Index), new Term(entry.Term), (EntryKind)entry.Kind, entry.Data.Memory);
 
     /// <summary>Bytes a message adds to a batch, without serializing it (for batch bounds).</summary>
-    public static int EstimateBytes(Message message) => message is AppendEntries append
-        ? 64 + append.Entries.Sum(e => e.Data.Length + 32)
-        : 64;
+    public static int EstimateBytes(Message message)
+    {
+        var bytes = 64;
+        if (message is AppendEntries append)
+        {
+            foreach (var entry in append.Entries)
+            {
+                bytes += entry.SizeBytes;
+            }
+        }
+        return bytes;
+    }
 }

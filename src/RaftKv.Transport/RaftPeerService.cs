@@ -94,9 +94,15 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         var answer = await host.ExecuteForwardedAsync(
-            new ForwardedRequest(new NodeId(request.From), request.Command.Memory, request.Write, request.Linearizable, TimeSpan.FromMilliseconds(request.TimeoutMs)),
-            context.CancellationToken).ConfigureAwait(false);
-        return new Proto.ForwardReply { Status = answer.Status, Body = Google.Protobuf.ByteString.CopyFrom(answer.Body.Span), Leader = answer.Leader ?? "" };
+            new ForwardedRequest(new NodeId(request.From), request.Command.Memory, request.Linearizable), context.CancellationToken).ConfigureAwait(false);
+        return new Proto.ForwardReply
+        {
+            Status = answer.Status,
+            Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body), // serialized for this reply alone
+            Leader = answer.Leader ?? "",
+            Problem = answer.IsProblem,
+            NotFound = answer.NotFound,
+        };
     }
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]

@@ -37,6 +37,29 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_follower_relays_the_leaders_answer_with_its_status_and_content_type()
+    {
+        await using var cluster = await LocalCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(15));
+        var follower = cluster.Nodes.First(n => n != leader);
+        (await LocalCluster.SetAsync(follower, "k", "v1")).Dispose();
+
+        // A CAS mismatch is an answer (409 with the current value), not a problem, whether asked directly or through a follower.
+        using var mismatch = await follower.Client.PostAsync("/command", new StringContent(
+            """{"type":"CAS","key":"k","expected":"other","value":"v2"}""", System.Text.Encoding.UTF8, "application/json"));
+        mismatch.StatusCode.Should().Be(HttpStatusCode.Conflict);
+        mismatch.Content.Headers.ContentType!.MediaType.Should().Be("application/json");
+        (await mismatch.Content.ReadAsStringAsync()).Should().Contain("\"value\":\"v1\"");
+
+        // A missing key read through the REST path of a follower is 404, as on the leader.
+        using var missing = await follower.Client.GetAsync("/kv/absent");
+        missing.StatusCode.Should().Be(HttpStatusCode.NotFound);
+        missing.Headers.GetValues("X-Raft-Leader").Should().Equal(leader.NodeId);
+        using var present = await follower.Client.GetAsync("/kv/k");
+        present.StatusCode.Should().Be(HttpStatusCode.OK);
+    }
+
+    [Fact]
     public async Task A_client_answered_by_a_follower_finds_the_leader_and_sends_to_it()
     {
         await using var cluster = await LocalCluster.StartAsync(3);
