@@ -728,6 +728,27 @@ public sealed class RaftNode
 
     private bool CommittedInCurrentTerm => _log.TermAt(_log.Committed) == Term;
 
+    /// <summary>Appends queued for followers, or reads that may start a ReadIndex round: what <see cref="Flush"/> would send.</summary>
+    private bool HasUnflushed =>
+        Role == Role.Leader
+        && (AppendsWaiting() || _resend.Count > 0 || (CommittedInCurrentTerm && _reads.HasUnsent));
+
+    private bool AppendsWaiting()
+    {
+        foreach (var (id, progress) in _progress)
+        {
+            if ((_sendToAll || _sendTo.Contains(id)) && WouldSendAppend(progress))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Whether <see cref="Flush"/> would send this follower an append (the first test of its sending loop).</summary>
+    private bool WouldSendAppend(Progress progress) =>
+        !progress.IsPaused && (progress.Next <= _log.LastIndex || progress.State == ReplicationState.Probe);
+
     /// <summary>Sends appends to every follower with something to send, and starts a ReadIndex round if reads wait.</summary>
     private void Flush()
     {
@@ -878,12 +899,17 @@ public sealed class RaftNode
     }
 
     /// <summary>Whether a <see cref="GetReady"/> would hand out any work.</summary>
+    /// <summary>
+    /// Whether <see cref="GetReady"/> has work to hand out. A pure query: it changes nothing, however often it is asked.
+    /// Appends queued for followers and reads waiting for a ReadIndex round count as work; <see cref="GetReady"/> is the
+    /// explicit step that turns them into messages (<see cref="Flush"/>), so proposals stepped together share one append.
+    /// </summary>
     public bool HasReady
     {
         get
         {
-            Flush();
-            return _messages.Count > 0
+            return HasUnflushed
+                || _messages.Count > 0
                 || _messagesAfterPersist.Count > 0
                 || _log.HasUnpersisted
                 || _log.PendingSnapshot is not null
