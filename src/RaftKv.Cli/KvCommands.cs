@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Serialization;
 using RaftKv.Client;
+using RaftKv.Contracts;
 using Spectre.Console;
 
 namespace RaftKv.Cli;

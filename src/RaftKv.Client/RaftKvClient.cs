@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
+using RaftKv.Contracts;
 
 namespace RaftKv.Client;
 
@@ -96,32 +97,33 @@ public sealed class RaftKvClient : IDisposable
     public Task<KvResponse> GetAsync(string key, Consistency consistency = Consistency.Linearizable, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(key);
-        return SendAsync(new CommandBody("GET", key, Consistency: consistency == Consistency.Stale ? "stale" : null), write: false, cancellationToken);
+        return SendAsync(new CommandRequest { Type = "GET", Key = key, Consistency = consistency == Consistency.Stale ? "stale" : null }, write: false, cancellationToken);
     }
 
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
-        WriteAsync(new CommandBody("SET", key, value), cancellationToken);
+        WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value }, cancellationToken);
 
     public Task<KvResponse> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
-        WriteAsync(new CommandBody("DELETE", key), cancellationToken);
+        WriteAsync(new CommandRequest { Type = "DELETE", Key = key }, cancellationToken);
 
     /// <summary>Sets <paramref name="value"/> if the current value is <paramref name="expected"/>; the answer says whether it did.</summary>
     public Task<KvResponse> CompareAndSetAsync(string key, string expected, string value, CancellationToken cancellationToken = default) =>
-        WriteAsync(new CommandBody("CAS", key, value, Expected: expected), cancellationToken);
+        WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, Expected = expected }, cancellationToken);
 
     /// <summary>Sets <paramref name="value"/> if the key was last written at <paramref name="expectedVersion"/> (0: if absent).</summary>
     public Task<KvResponse> CompareVersionAndSetAsync(string key, ulong expectedVersion, string value, CancellationToken cancellationToken = default) =>
-        WriteAsync(new CommandBody("CAS", key, value, ExpectedVersion: expectedVersion), cancellationToken);
+        WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, ExpectedVersion = expectedVersion }, cancellationToken);
 
-    private async Task<KvResponse> WriteAsync(CommandBody body, CancellationToken cancellationToken)
+    private async Task<KvResponse> WriteAsync(CommandRequest body, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(body.Key, "key"); // before a sequence number is spent on it
         await _writes.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             // Every attempt of this write carries the same sequence number: retries apply it at most once.
-            var session = body with { ClientId = ClientId, Seq = ++_sequence };
-            return await SendAsync(session, write: true, cancellationToken).ConfigureAwait(false);
+            body.ClientId = ClientId; // the body is this call's own
+            body.Seq = ++_sequence;
+            return await SendAsync(body, write: true, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -129,14 +131,14 @@ public sealed class RaftKvClient : IDisposable
         }
     }
 
-    private async Task<KvResponse> SendAsync(CommandBody body, bool write, CancellationToken cancellationToken)
+    private async Task<KvResponse> SendAsync(CommandRequest body, bool write, CancellationToken cancellationToken)
     {
         using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         overall.CancelAfter(_options.Timeout);
         var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
         string? lastProblem = null;
         // Serialized once, with a Content-Length: no chunked request body, and every retry sends the same bytes.
-        var payload = JsonSerializer.SerializeToUtf8Bytes(body, ClientJson.Default.CommandBody);
+        var payload = JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.CommandRequest);
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
             if (attempt > 0)
@@ -176,7 +178,7 @@ public sealed class RaftKvClient : IDisposable
                 switch ((int)response.StatusCode)
                 {
                     case 200 or 409:
-                        return await ReadAsync(response, ClientJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
+                        return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
                     case 400 or 413:
                         var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
                         throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
@@ -225,7 +227,7 @@ public sealed class RaftKvClient : IDisposable
                 {
                     return new EndpointStatus(endpoint, null, $"{(int)response.StatusCode} {response.ReasonPhrase}");
                 }
-                var status = await ReadAsync(response, ClientJson.Default.NodeStatus, token).ConfigureAwait(false);
+                var status = await ReadAsync(response, ContractsJson.Default.StatusResponse, token).ConfigureAwait(false);
                 lock (_gate)
                 {
                     _nodes[status.NodeId] = endpoint;
@@ -246,7 +248,7 @@ public sealed class RaftKvClient : IDisposable
             {
                 using var live = await _http.GetAsync(new Uri(endpoint, "/health"), token).ConfigureAwait(false);
                 using var ready = await _http.GetAsync(new Uri(endpoint, "/health/ready"), token).ConfigureAwait(false);
-                var body = await ready.Content.ReadFromJsonAsync(ClientJson.Default.HealthBody, token).ConfigureAwait(false);
+                var body = await ready.Content.ReadFromJsonAsync(ContractsJson.Default.HealthResponse, token).ConfigureAwait(false);
                 return new HealthReport(endpoint, live.IsSuccessStatusCode, ready.IsSuccessStatusCode, body?.Detail ?? body?.Status ?? "");
             },
             (endpoint, why) => new HealthReport(endpoint, false, false, why),
@@ -349,13 +351,13 @@ public sealed class RaftKvClient : IDisposable
         return value ?? throw new JsonException("an empty answer");
     }
 
-    private static async Task<Problem?> ReadProblemAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    private static async Task<ProblemResponse?> ReadProblemAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         try
         {
             return response.Content.Headers.ContentLength == 0
                 ? null
-                : await response.Content.ReadFromJsonAsync(ClientJson.Default.Problem, cancellationToken).ConfigureAwait(false);
+                : await response.Content.ReadFromJsonAsync(ContractsJson.Default.ProblemResponse, cancellationToken).ConfigureAwait(false);
         }
         catch (JsonException)
         {

@@ -1,18 +1,14 @@
 using System.Globalization;
-using Microsoft.Extensions.Options;
 using RaftKv.RaftCore;
 
-namespace RaftKv.Server;
+namespace RaftKv.Hosting;
 
 /// <summary>
-/// Everything a node is configured with: from appsettings.json, then RAFTKV__* environment variables, then the command
-/// line (--node-id, --peers, --data-dir, --http, --peer, and --Name=value for the rest). The default is a working
+/// Who this node is, where it listens and how it keeps time (configuration section RaftKv:Node). The defaults are a working
 /// single-node cluster on 127.0.0.1:8080 with ./data.
 /// </summary>
-public sealed class ServerOptions
+public sealed class NodeOptions : IValidatedOptions
 {
-    public const string Section = "RaftKv";
-
     /// <summary>This node's id, "n1" or "1".</summary>
     public string NodeId { get; set; } = "n1";
 
@@ -21,47 +17,26 @@ public sealed class ServerOptions
 
     public string DataDir { get; set; } = "./data";
 
-    /// <summary>Where clients connect (HTTP/1.1 and HTTP/2).</summary>
+    /// <summary>Where clients connect (HTTP/1.1).</summary>
     public string Http { get; set; } = "http://127.0.0.1:8080";
 
-    /// <summary>Where peers connect (gRPC over HTTP/2). Defaults to this node's URL in <see cref="Peers"/>.</summary>
+    /// <summary>Where peers connect (gRPC over cleartext HTTP/2). Defaults to this node's URL in <see cref="Peers"/>, else port 9080.</summary>
     public string Peer { get; set; } = "";
 
+    /// <summary>One tick of the protocol's logical clock (election timeouts and heartbeats count ticks).</summary>
     public int TickMs { get; set; } = 100;
 
-    public int ElectionTimeoutTicks { get; set; } = 10;
-
-    public int HeartbeatIntervalTicks { get; set; } = 1;
-
-    /// <summary>How long a request waits for its outcome before it is answered 504 (outcome unknown).</summary>
+    /// <summary>How long a request waits for its outcome before it is answered as unknown (a write) or timed out (a read).</summary>
     public int RequestTimeoutMs { get; set; } = 5_000;
 
-    public int MaxKeyBytes { get; set; } = 1024;
-
-    public int MaxValueBytes { get; set; } = 1024 * 1024;
-
+    /// <summary>The largest request body Kestrel reads on the client port.</summary>
     public long MaxRequestBodyBytes { get; set; } = 2L * 1024 * 1024 + 64 * 1024;
-
-    public int MaxPendingRequests { get; set; } = 16_384;
-
-    public int SnapshotThresholdEntries { get; set; } = 10_000;
-
-    public int SnapshotKeepEntries { get; set; } = 1_000;
-
-    public int SnapshotsToKeep { get; set; } = 2;
-
-    public long SegmentBytes { get; set; } = 64L * 1024 * 1024;
-
-    public int MaxSessions { get; set; } = 100_000;
 
     /// <summary>"text" (default) or "json".</summary>
     public string LogFormat { get; set; } = "text";
 
     /// <summary>Serve the client API only on the client port and the peer service only on the peer port (off for in-process tests).</summary>
     public bool SeparatePorts { get; set; } = true;
-
-    /// <summary>Seeds election jitter; 0 picks one at start.</summary>
-    public int RandomSeed { get; set; }
 
     // ---- derived, valid only after validation
 
@@ -92,111 +67,71 @@ public sealed class ServerOptions
 
     public TimeSpan RequestTimeout => TimeSpan.FromMilliseconds(RequestTimeoutMs);
 
-    /// <summary>
-    /// Command-line switches: --node-id, --peers, --data-dir, --http, --peer, --log-format, and every option by its name
-    /// (--TickMs 50) or in kebab case (--tick-ms 50).
-    /// </summary>
-    public static Dictionary<string, string> SwitchMappings()
+    public IEnumerable<string> Validate()
     {
-        var mappings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var property in typeof(ServerOptions).GetProperties().Where(p => p.CanWrite))
-        {
-            var key = $"{Section}:{property.Name}";
-            mappings["--" + property.Name] = key;
-            mappings["--" + Kebab(property.Name)] = key;
-        }
-        return mappings;
-    }
-
-    private static string Kebab(string name) =>
-        string.Concat(name.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
-}
-
-/// <summary>Checks every option at start; each bad value gives one line naming it.</summary>
-public sealed class ServerOptionsValidator : IValidateOptions<ServerOptions>
-{
-    public ValidateOptionsResult Validate(string? name, ServerOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (!NodeId.TryParse(options.NodeId, out var self))
+        if (!RaftCore.NodeId.TryParse(NodeId, out var self))
         {
-            failures.Add($"--node-id: '{options.NodeId}' is not a node id (use n1, n2, … or 1, 2, …)");
+            failures.Add($"NodeId: '{NodeId}' is not a node id (use n1, n2, … or 1, 2, …)");
         }
-        failures.AddRange(ValidatePeers(options, self));
-        if (!IsHttpUrl(options.Http))
+        failures.AddRange(ValidatePeers(self));
+        if (!IsHttpUrl(Http))
         {
-            failures.Add($"--http: '{options.Http}' is not an absolute http:// URL with a port");
+            failures.Add($"Http: '{Http}' is not an absolute http:// URL with a port");
         }
-        if (!string.IsNullOrWhiteSpace(options.Peer) && !IsHttpUrl(options.Peer))
+        if (!string.IsNullOrWhiteSpace(Peer) && !IsHttpUrl(Peer))
         {
-            failures.Add($"--peer: '{options.Peer}' is not an absolute http:// URL with a port");
+            failures.Add($"Peer: '{Peer}' is not an absolute http:// URL with a port");
         }
-        if (IsHttpUrl(options.Http) && failures.Count == 0 && new Uri(options.Http).Port == options.PeerUrl.Port)
+        if (failures.Count == 0 && HttpUrl.Port == PeerUrl.Port)
         {
-            failures.Add($"--peer: the peer port {options.PeerUrl.Port} must differ from the client port in --http");
+            failures.Add($"Peer: the peer port {PeerUrl.Port} must differ from the client port in Http");
         }
-        if (string.IsNullOrWhiteSpace(options.DataDir))
+        if (string.IsNullOrWhiteSpace(DataDir))
         {
-            failures.Add("--data-dir: must name a directory");
+            failures.Add("DataDir: must name a directory");
         }
-        Range(failures, nameof(options.TickMs), options.TickMs, 1, 10_000);
-        Range(failures, nameof(options.ElectionTimeoutTicks), options.ElectionTimeoutTicks, 2, 1_000);
-        Range(failures, nameof(options.HeartbeatIntervalTicks), options.HeartbeatIntervalTicks, 1, options.ElectionTimeoutTicks - 1);
-        Range(failures, nameof(options.RequestTimeoutMs), options.RequestTimeoutMs, 10, 600_000);
-        Range(failures, nameof(options.MaxKeyBytes), options.MaxKeyBytes, 1, 64 * 1024);
-        Range(failures, nameof(options.MaxValueBytes), options.MaxValueBytes, 1, 8 * 1024 * 1024);
-        if (options.MaxRequestBodyBytes < options.MaxValueBytes + options.MaxKeyBytes)
+        Range(failures, nameof(TickMs), TickMs, 1, 10_000);
+        Range(failures, nameof(RequestTimeoutMs), RequestTimeoutMs, 10, 600_000);
+        Range(failures, nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, 1024, 1L << 30);
+        if (LogFormat is not ("text" or "json"))
         {
-            failures.Add($"{nameof(options.MaxRequestBodyBytes)}: must be at least {nameof(options.MaxValueBytes)} + {nameof(options.MaxKeyBytes)}");
+            failures.Add($"LogFormat: '{LogFormat}' must be text or json");
         }
-        Range(failures, nameof(options.MaxPendingRequests), options.MaxPendingRequests, 1, 1_000_000);
-        Range(failures, nameof(options.SnapshotThresholdEntries), options.SnapshotThresholdEntries, 1, int.MaxValue);
-        Range(failures, nameof(options.SnapshotKeepEntries), options.SnapshotKeepEntries, 0, int.MaxValue);
-        Range(failures, nameof(options.SnapshotsToKeep), options.SnapshotsToKeep, 1, 100);
-        Range(failures, nameof(options.MaxSessions), options.MaxSessions, 1, 10_000_000);
-        if (options.SegmentBytes < 4096)
-        {
-            failures.Add($"{nameof(options.SegmentBytes)}: must be at least 4096");
-        }
-        if (options.LogFormat is not ("text" or "json"))
-        {
-            failures.Add($"--log-format: '{options.LogFormat}' must be text or json");
-        }
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+        return failures;
     }
 
-    private static IEnumerable<string> ValidatePeers(ServerOptions options, NodeId self)
+    private IEnumerable<string> ValidatePeers(NodeId self)
     {
-        if (string.IsNullOrWhiteSpace(options.Peers))
+        if (string.IsNullOrWhiteSpace(Peers))
         {
             yield break;
         }
         var seen = new HashSet<NodeId>();
-        foreach (var part in options.Peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var part in Peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var split = part.IndexOf('=', StringComparison.Ordinal);
-            if (split <= 0 || !NodeId.TryParse(part[..split], out var id))
+            if (split <= 0 || !RaftCore.NodeId.TryParse(part[..split], out var id))
             {
-                yield return $"--peers: '{part}' is not id=url (for example n1=http://127.0.0.1:9081)";
+                yield return $"Peers: '{part}' is not id=url (for example n1=http://127.0.0.1:9081)";
                 continue;
             }
             if (!IsHttpUrl(part[(split + 1)..]))
             {
-                yield return $"--peers: '{part}' has no absolute http:// URL with a port";
+                yield return $"Peers: '{part}' has no absolute http:// URL with a port";
             }
             if (!seen.Add(id))
             {
-                yield return $"--peers: {id} is listed twice";
+                yield return $"Peers: {id} is listed twice";
             }
         }
         if (!self.IsNone && seen.Count > 0 && !seen.Contains(self))
         {
-            yield return $"--peers: does not list this node ({self}); every member, this one included, must be listed";
+            yield return $"Peers: does not list this node ({self}); every member, this one included, must be listed";
         }
         if (seen.Count > 7)
         {
-            yield return $"--peers: {seen.Count} members; RaftKv clusters have at most 7";
+            yield return $"Peers: {seen.Count} members; RaftKv clusters have at most 7";
         }
     }
 

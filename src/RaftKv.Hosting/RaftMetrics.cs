@@ -2,14 +2,14 @@ using Prometheus;
 using RaftKv.Node;
 using RaftKv.RaftCore;
 
-namespace RaftKv.Server;
+namespace RaftKv.Hosting;
 
 /// <summary>
 /// The node's Prometheus metrics, in a registry of its own (so that several nodes in one test process do not mix).
 /// Latency of a write is split where it is spent: the local fsync, the time until the entry was committed (replication),
 /// and applying it. Gauges are read from the loop's status just before each scrape.
 /// </summary>
-public sealed class RaftMetrics : IRaftLoopObserver
+internal sealed class RaftMetrics
 {
     private static readonly double[] LatencyBuckets = Histogram.ExponentialBuckets(0.00005, 2, 18); // 50 µs … 6.5 s
 
@@ -34,8 +34,7 @@ public sealed class RaftMetrics : IRaftLoopObserver
     private readonly Histogram _replication;
     private readonly Histogram _apply;
     private readonly Histogram _snapshotDuration;
-    private NodeHost? _node;
-    private NodeId _lastLeader;
+    private RaftNodeHost? _node;
 
     public RaftMetrics()
     {
@@ -80,7 +79,7 @@ public sealed class RaftMetrics : IRaftLoopObserver
 
     public IMetricFactory Factory { get; }
 
-    public void Attach(NodeHost node) => _node = node;
+    public void Attach(RaftNodeHost node) => _node = node;
 
     public void Persisted(int entryCount, TimeSpan syncDuration) => _fsync.Observe(syncDuration.TotalSeconds);
 
@@ -88,14 +87,7 @@ public sealed class RaftMetrics : IRaftLoopObserver
 
     public void ProposalCommitted(TimeSpan sinceProposed) => _replication.Observe(sinceProposed.TotalSeconds);
 
-    public void RoleChanged(SoftState state)
-    {
-        if (state.Leader != _lastLeader)
-        {
-            _lastLeader = state.Leader;
-            _leaderChanges.Inc();
-        }
-    }
+    public void LeaderChanged() => _leaderChanges.Inc();
 
     public void SnapshotTaken(SnapshotMetadata metadata, TimeSpan duration)
     {

@@ -1,55 +1,73 @@
+using Grpc.Core;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using RaftKv.Node;
 using RaftKv.RaftCore;
-using RaftKv.StateMachine;
 using RaftKv.Storage;
 using RaftKv.Transport;
 
-namespace RaftKv.Server;
+namespace RaftKv.Hosting;
 
 /// <summary>
-/// One Raft node in this process: opens its data directory, builds the core, the loop, the KV state machine and the peer
-/// transport, and runs them until the host stops. On shutdown it first hands leadership to the most caught-up peer
+/// One Raft node in this process: opens its data directory, builds the core, the loop and the peer transport around the
+/// application's state machine, and runs them until the host stops. Requests reach it as bytes (<see cref="IRaftNode"/>);
+/// a follower forwards them to the leader unread. On shutdown it first hands leadership to the most caught-up peer
 /// (while Kestrel still serves peers), then stops the loop and closes the log cleanly.
 /// </summary>
-public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposable
+internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNode, IRaftLoopObserver, IAsyncDisposable
 {
-    private readonly ServerOptions _options;
-    private readonly ILogger<NodeHost> _logger;
+    private readonly NodeOptions _node;
+    private readonly RaftOptions _raft;
+    private readonly NodeLoopOptions _loop;
+    private readonly StorageOptions _storage;
+    private readonly TransportOptions _transportOptions;
+    private readonly ILogger<RaftNodeHost> _logger;
     private readonly ILoggerFactory _loggers;
     private readonly RaftMetrics _metrics;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _peerStreamsClosing = new();
-    private readonly Lazy<KvExecutor> _executor;
     private WalLogStore? _log;
     private FileSnapshotStore? _snapshots;
     private GrpcTransport? _transport;
     private Task? _loopTask;
     private Task? _tickerTask;
+    private NodeId _lastLeader;
 
-    public NodeHost(IOptions<ServerOptions> options, ILoggerFactory loggers, RaftMetrics metrics, IHostApplicationLifetime lifetime, IServiceProvider services)
+    public RaftNodeHost(
+        IOptions<NodeOptions> node,
+        IOptions<RaftOptions> raft,
+        IOptions<NodeLoopOptions> loop,
+        IOptions<StorageOptions> storage,
+        IOptions<TransportOptions> transport,
+        IStateMachine stateMachine,
+        ILoggerFactory loggers,
+        RaftMetrics metrics,
+        IHostApplicationLifetime lifetime)
     {
-        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
-        _options = options.Value;
+        _node = node.Value;
+        _raft = raft.Value;
+        _loop = loop.Value;
+        _storage = storage.Value;
+        _transportOptions = transport.Value;
+        StateMachine = stateMachine;
         _loggers = loggers;
-        _logger = loggers.CreateLogger<NodeHost>();
+        _logger = loggers.CreateLogger<RaftNodeHost>();
         _metrics = metrics;
         _lifetime = lifetime;
-        _executor = new Lazy<KvExecutor>(services.GetRequiredService<KvExecutor>);
     }
 
-    public NodeId Self => _options.Id;
+    public NodeId Self => _node.Id;
 
-    public double TickSeconds => _options.TickMs / 1000.0;
+    public NodeId Id => _node.Id;
+
+    public double TickSeconds => _node.TickMs / 1000.0;
 
     public RaftLoop Loop { get; private set; } = null!;
 
-    public KvStateMachine StateMachine { get; private set; } = null!;
-
-    /// <summary>The peer transport's settings; the gRPC service takes its message bound from here too.</summary>
-    public static TransportOptions TransportSettings { get; } = new();
+    public IStateMachine StateMachine { get; }
 
     public GrpcTransport Transport => _transport!;
 
@@ -63,34 +81,30 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
 
     public IReadOnlyDictionary<NodeId, Uri> Peers { get; private set; } = new Dictionary<NodeId, Uri>();
 
+    public NodeId KnownLeader => Loop.KnownLeader;
+
+    public Term KnownTerm => Loop.KnownTerm;
+
+    public event EventHandler<LeaderChangedEventArgs>? LeaderChanged;
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        var directory = Path.GetFullPath(_options.DataDir);
+        var directory = Path.GetFullPath(_node.DataDir);
         Directory.CreateDirectory(directory);
         var files = new PhysicalFileSystem(directory);
-        var storage = new StorageOptions { SegmentBytes = _options.SegmentBytes, SnapshotsToKeep = _options.SnapshotsToKeep };
-        _log = new WalLogStore(files, storage, _loggers.CreateLogger<WalLogStore>());
-        _snapshots = new FileSnapshotStore(files, storage);
-        Peers = _options.PeerUrls();
+        _log = new WalLogStore(files, _storage, _loggers.CreateLogger<WalLogStore>());
+        _snapshots = new FileSnapshotStore(files, _storage);
+        Peers = _node.PeerUrls();
         var config = ClusterConfig.Create(Peers.Keys);
         var state = StartupState.Load(_log, _snapshots, config);
-        var raft = new RaftNode(new RaftOptions
+        var raft = new RaftNode(_raft with
         {
             Id = Self,
-            RandomSeed = _options.RandomSeed != 0 ? _options.RandomSeed : Random.Shared.Next(1, int.MaxValue),
-            ElectionTimeoutTicks = _options.ElectionTimeoutTicks,
-            HeartbeatIntervalTicks = _options.HeartbeatIntervalTicks,
+            RandomSeed = _raft.RandomSeed != 0 ? _raft.RandomSeed : Random.Shared.Next(1, int.MaxValue),
         }, state);
-        StateMachine = new KvStateMachine(new KvOptions { MaxSessions = _options.MaxSessions });
-        _transport = new GrpcTransport(this, Peers, TransportSettings, _loggers.CreateLogger<GrpcTransport>());
-        Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine,
-            new NodeLoopOptions
-            {
-                MaxPendingRequests = _options.MaxPendingRequests,
-                SnapshotThresholdEntries = _options.SnapshotThresholdEntries,
-                SnapshotKeepEntries = _options.SnapshotKeepEntries,
-            },
-            observer: _metrics, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
+        _transport = new GrpcTransport(this, Peers, _transportOptions, _loggers.CreateLogger<GrpcTransport>());
+        Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine, _loop,
+            observer: this, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
         _metrics.Attach(this);
         LogStarting(Self, directory, state.LastIndex.Value, state.HardState.Term.Value, config);
 
@@ -106,7 +120,7 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
                 _lifetime.StopApplication();
             }
         }, TaskScheduler.Default);
-        _tickerTask = Ticker.RunAsync(Loop, TimeSpan.FromMilliseconds(_options.TickMs), TimeProvider.System, _stopping.Token);
+        _tickerTask = Ticker.RunAsync(Loop, TimeSpan.FromMilliseconds(_node.TickMs), TimeProvider.System, _stopping.Token);
         _transport.Start();
         _lifetime.ApplicationStopping.Register(HandOffLeadership);
         return Task.CompletedTask;
@@ -133,7 +147,7 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
             {
                 return;
             }
-            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(_options.TickMs * _options.ElectionTimeoutTicks * 2);
+            var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(_node.TickMs * _raft.ElectionTimeoutTicks * 2);
             while (DateTime.UtcNow < deadline && Loop.KnownRole == Role.Leader)
             {
                 Thread.Sleep(20);
@@ -186,6 +200,123 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
         _peerStreamsClosing.Dispose();
     }
 
+    // ---------------------------------------------------------------- IRaftNode: requests, from any thread
+
+    public Task<NodeStatus> GetStatusAsync(CancellationToken cancellationToken = default) => Loop.GetStatusAsync().WaitAsync(cancellationToken);
+
+    public async Task<NodeAnswer> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
+    {
+        var leader = Loop.KnownLeader;
+        if (leader == Self)
+        {
+            if (await ProposeHereAsync(command, cancellationToken).ConfigureAwait(false) is { } answer)
+            {
+                return answer;
+            }
+            leader = Loop.KnownLeader; // leadership moved while we tried
+        }
+        return await ForwardAsync(ForwardKind.Write, command, leader, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<NodeAnswer> ReadAsync(ReadOnlyMemory<byte> query, ReadConsistency consistency, CancellationToken cancellationToken = default)
+    {
+        if (consistency == ReadConsistency.Stale)
+        {
+            return (await ReadHereAsync(query, linearizable: false, cancellationToken).ConfigureAwait(false))!;
+        }
+        var leader = Loop.KnownLeader;
+        if (leader == Self)
+        {
+            if (await ReadHereAsync(query, linearizable: true, cancellationToken).ConfigureAwait(false) is { } answer)
+            {
+                return answer;
+            }
+            leader = Loop.KnownLeader;
+        }
+        return await ForwardAsync(ForwardKind.LinearizableRead, query, leader, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A request a follower forwarded: run here, or say that this node does not lead; never forwarded again.</summary>
+    public async Task<NodeAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var answer = request.Kind == ForwardKind.Write
+            ? await ProposeHereAsync(request.Command, cancellationToken).ConfigureAwait(false)
+            : await ReadHereAsync(request.Command, linearizable: true, cancellationToken).ConfigureAwait(false);
+        return answer ?? NodeAnswer.Failed(AnswerStatus.NoLeader, Loop.KnownLeader, "the leader changed while the request was forwarded");
+    }
+
+    /// <summary>Proposes on this node; null when this node does not lead (the caller forwards).</summary>
+    private async Task<NodeAnswer?> ProposeHereAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_node.RequestTimeout);
+        ProposalOutcome outcome;
+        try
+        {
+            outcome = await Loop.ProposeAsync(command).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs} ms");
+        }
+        _metrics.ProposalOutcome(outcome.Status);
+        var leader = Loop.KnownLeader;
+        return outcome.Status switch
+        {
+            ProposalStatus.Applied => new NodeAnswer(AnswerStatus.Ok, outcome.Result, outcome.Index, outcome.Term, leader, null),
+            ProposalStatus.NotLeader => null,
+            ProposalStatus.Lost => NodeAnswer.Failed(AnswerStatus.Lost, leader, outcome.Reason ?? "another leader's entry took its place"),
+            ProposalStatus.Rejected => NodeAnswer.Failed(AnswerStatus.Unavailable, leader, outcome.Reason ?? "refused"),
+            _ => NodeAnswer.Failed(AnswerStatus.Unknown, leader, outcome.Reason ?? "the node lost track of the write"),
+        };
+    }
+
+    /// <summary>Reads on this node; null when a linearizable read finds that this node does not lead.</summary>
+    private async Task<NodeAnswer?> ReadHereAsync(ReadOnlyMemory<byte> query, bool linearizable, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_node.RequestTimeout);
+        ReadOutcome read;
+        try
+        {
+            read = await Loop.ReadAsync(query, linearizable).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return NodeAnswer.Failed(AnswerStatus.TimedOut, Loop.KnownLeader, $"no answer within {_node.RequestTimeoutMs} ms");
+        }
+        return read.Status switch
+        {
+            ReadOutcomeStatus.Ok => new NodeAnswer(AnswerStatus.Ok, read.Result, read.AppliedIndex, Loop.KnownTerm, Loop.KnownLeader, null),
+            ReadOutcomeStatus.NotLeader => null,
+            _ => NodeAnswer.Failed(AnswerStatus.Unavailable, Loop.KnownLeader, read.Reason ?? "unavailable"),
+        };
+    }
+
+    private async Task<NodeAnswer> ForwardAsync(ForwardKind kind, ReadOnlyMemory<byte> command, NodeId leader, CancellationToken cancellationToken)
+    {
+        if (leader.IsNone || leader == Self || !Peers.ContainsKey(leader))
+        {
+            return NodeAnswer.Failed(AnswerStatus.NoLeader, Loop.KnownLeader, "no leader is known right now (an election may be under way)");
+        }
+        try
+        {
+            // The leader answers within its own request timeout; the extra second covers the trip.
+            var answer = await Transport.ForwardAsync(leader, new ForwardedRequest(Self, kind, command),
+                _node.RequestTimeout + TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+            _metrics.Forwarded();
+            return answer.Leader.IsNone ? answer with { Leader = leader } : answer;
+        }
+        catch (RpcException error) when (error.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Cancelled)
+        {
+            LogForwardFailed(leader, error.Status.Detail);
+            return kind == ForwardKind.Write
+                ? NodeAnswer.Failed(AnswerStatus.Unknown, leader, $"the leader {leader} did not answer the forwarded write ({error.StatusCode})")
+                : NodeAnswer.Failed(AnswerStatus.Unavailable, leader, $"the leader {leader} did not answer ({error.StatusCode}); nothing was read");
+        }
+    }
+
     // ---------------------------------------------------------------- IPeerHost
 
     public void Deliver(Message message) => Loop.Deliver(message);
@@ -194,11 +325,27 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
 
     public void ReportSnapshotSent(NodeId peer, bool succeeded) => Loop.ReportSnapshotSent(peer, succeeded);
 
-    public Task<ForwardAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken)
+    // ---------------------------------------------------------------- IRaftLoopObserver: on the loop, must not block
+
+    void IRaftLoopObserver.Persisted(int entryCount, TimeSpan syncDuration) => _metrics.Persisted(entryCount, syncDuration);
+
+    void IRaftLoopObserver.Applied(int entryCount, LogIndex appliedIndex, TimeSpan duration) => _metrics.Applied(entryCount, appliedIndex, duration);
+
+    void IRaftLoopObserver.ProposalCommitted(TimeSpan sinceProposed) => _metrics.ProposalCommitted(sinceProposed);
+
+    void IRaftLoopObserver.RoleChanged(SoftState state)
     {
-        ArgumentNullException.ThrowIfNull(request);
-        return _executor.Value.ExecuteForwardedAsync(request, cancellationToken);
+        if (state.Leader != _lastLeader)
+        {
+            _lastLeader = state.Leader;
+            _metrics.LeaderChanged();
+            LeaderChanged?.Invoke(this, new LeaderChangedEventArgs(state.Leader, state.Term, state.Role));
+        }
     }
+
+    void IRaftLoopObserver.SnapshotTaken(SnapshotMetadata metadata, TimeSpan duration) => _metrics.SnapshotTaken(metadata, duration);
+
+    void IRaftLoopObserver.StorageFailed(string reason) => _metrics.StorageFailed(reason);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "{Node} starting from {Directory}: last index {LastIndex}, term {Term}, {Config}")]
     private partial void LogStarting(NodeId node, string directory, ulong lastIndex, ulong term, ClusterConfig config);
@@ -211,4 +358,7 @@ public sealed partial class NodeHost : IHostedService, IPeerHost, IAsyncDisposab
 
     [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "{Node} stopped; log closed")]
     private partial void LogStopped(NodeId node);
+
+    [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "forwarding to the leader {Leader} failed: {Detail}")]
+    private partial void LogForwardFailed(NodeId leader, string detail);
 }

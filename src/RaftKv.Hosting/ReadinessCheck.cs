@@ -1,19 +1,21 @@
 using System.Text.Json;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using RaftKv.Contracts;
 
-namespace RaftKv.Server;
+namespace RaftKv.Hosting;
 
 /// <summary>
 /// Ready to serve: the storage works, a leader is known, and this node has applied what it knows is committed (within a
 /// small lag). Liveness (/health) only asks whether the process answers.
 /// </summary>
-public sealed class ReadinessCheck(NodeHost node) : IHealthCheck
+internal sealed class ReadinessCheck(RaftNodeHost node) : IHealthCheck
 {
     public const ulong MaxApplyLag = 1_000;
 
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        RaftKv.Node.NodeStatus status;
+        Node.NodeStatus status;
         try
         {
             status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
@@ -45,17 +47,7 @@ public sealed class ReadinessCheck(NodeHost node) : IHealthCheck
         ArgumentNullException.ThrowIfNull(report);
         http.Response.ContentType = "application/json";
         var detail = string.Join("; ", report.Entries.Values.Select(e => e.Description).OfType<string>());
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("status", report.Status.ToString());
-            if (detail.Length > 0)
-            {
-                json.WriteString("detail", detail);
-            }
-            json.WriteEndObject();
-        }
-        return http.Response.Body.WriteAsync(buffer.ToArray()).AsTask();
+        var body = new HealthResponse(report.Status.ToString(), detail.Length > 0 ? detail : null);
+        return http.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.HealthResponse)).AsTask();
     }
 }

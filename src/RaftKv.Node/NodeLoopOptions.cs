@@ -1,7 +1,9 @@
+using RaftKv.RaftCore;
+
 namespace RaftKv.Node;
 
 /// <summary>Bounds and thresholds of the node loop. <see cref="Validate"/> names the field that is wrong.</summary>
-public sealed record NodeLoopOptions
+public sealed record NodeLoopOptions : IValidatedOptions
 {
     /// <summary>Inputs the loop's channel holds. Peer messages beyond it are dropped and counted; requests are refused.</summary>
     public int InboxCapacity { get; init; } = 16_384;

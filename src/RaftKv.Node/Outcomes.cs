@@ -4,7 +4,7 @@ namespace RaftKv.Node;
 
 public enum ProposalStatus
 {
-    /// <summary>Committed and applied; <see cref="ProposalOutcome.Result"/> is the state machine's answer.</summary>
+    /// <summary>Committed and applied; <see cref="ProposalOutcome.Result"/> is the state machine's answer, as bytes the application reads.</summary>
     Applied,
 
     /// <summary>This node does not lead; nothing was appended. Retry at <see cref="ProposalOutcome.LeaderHint"/>.</summary>
@@ -20,10 +20,10 @@ public enum ProposalStatus
     Unknown,
 }
 
-public sealed record ProposalOutcome(ProposalStatus Status, LogIndex Index, Term Term, object? Result, NodeId LeaderHint, string? Reason)
+public sealed record ProposalOutcome(ProposalStatus Status, LogIndex Index, Term Term, ReadOnlyMemory<byte> Result, NodeId LeaderHint, string? Reason)
 {
     public static ProposalOutcome Refused(ProposalStatus status, NodeId leader, string reason) =>
-        new(status, LogIndex.Zero, Term.Zero, null, leader, reason);
+        new(status, LogIndex.Zero, Term.Zero, default, leader, reason);
 }
 
 public enum ReadOutcomeStatus
@@ -36,4 +36,4 @@ public enum ReadOutcomeStatus
 }
 
 /// <summary>A read's answer. <see cref="ReadIndex"/> is the commit index a linearizable read waited for (zero for a stale read).</summary>
-public sealed record ReadOutcome(ReadOutcomeStatus Status, object? Result, LogIndex ReadIndex, LogIndex AppliedIndex, NodeId LeaderHint, string? Reason);
+public sealed record ReadOutcome(ReadOutcomeStatus Status, ReadOnlyMemory<byte> Result, LogIndex ReadIndex, LogIndex AppliedIndex, NodeId LeaderHint, string? Reason);

@@ -136,12 +136,12 @@ public sealed partial class RaftLoop
         var completion = new TaskCompletionSource<ReadOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!Admit())
         {
-            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, LogIndex.Zero, NodeId.None, "too many requests in flight"));
+            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, LogIndex.Zero, NodeId.None, "too many requests in flight"));
         }
         else if (!_inbox.Writer.TryWrite(new NodeInput.Read(query, linearizable, completion)))
         {
             Interlocked.Decrement(ref _pendingRequests);
-            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, LogIndex.Zero, NodeId.None, "node inbox full"));
+            completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, LogIndex.Zero, NodeId.None, "node inbox full"));
         }
         return completion.Task;
     }
@@ -318,7 +318,7 @@ public sealed partial class RaftLoop
                 {
                     // Our earlier entry at this index was cut from our log before we led again. It may live on in another
                     // node's log and still be committed by a later leader, so all we can say is: unknown.
-                    Resolve(replaced, ProposalStatus.Unknown, null, "this node's entry was replaced; it may still commit elsewhere");
+                    Resolve(replaced, ProposalStatus.Unknown, default, "this node's entry was replaced; it may still commit elsewhere");
                 }
                 _proposals[result.Index] = new PendingProposal(result.Index, result.Term, propose.Completion, _time.GetTimestamp());
                 break;
@@ -341,7 +341,7 @@ public sealed partial class RaftLoop
         }
         if (_storageFailure is not null)
         {
-            AnswerRead(read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, "storage failed: " + _storageFailure);
+            AnswerRead(read, ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, NodeId.None, "storage failed: " + _storageFailure);
             return;
         }
         var id = ++_nextReadId;
@@ -351,7 +351,7 @@ public sealed partial class RaftLoop
         }
         else
         {
-            AnswerRead(read, ReadOutcomeStatus.NotLeader, null, LogIndex.Zero, leader, "not the leader");
+            AnswerRead(read, ReadOutcomeStatus.NotLeader, default, LogIndex.Zero, leader, "not the leader");
         }
     }
 
@@ -424,7 +424,7 @@ public sealed partial class RaftLoop
             }
             else
             {
-                AnswerRead(read, ReadOutcomeStatus.NotLeader, null, LogIndex.Zero, state.LeaderHint, "leadership lost before the read was confirmed");
+                AnswerRead(read, ReadOutcomeStatus.NotLeader, default, LogIndex.Zero, state.LeaderHint, "leadership lost before the read was confirmed");
             }
         }
         ServeReads(_node.AppliedIndex, ready.CommittedEntries.Count > 0 ? ready.CommittedEntries[^1].Index : LogIndex.Zero);
@@ -447,7 +447,7 @@ public sealed partial class RaftLoop
 
     private void Apply(LogEntry entry)
     {
-        object? result = null;
+        ReadOnlyMemory<byte> result = default;
         _bytesAppliedSinceSnapshot += entry.SizeBytes;
         if (entry.Kind == EntryKind.Normal && !entry.Data.IsEmpty)
         {
@@ -464,7 +464,7 @@ public sealed partial class RaftLoop
             }
             else
             {
-                Resolve(pending, ProposalStatus.Lost, null, "another entry was committed at its index");
+                Resolve(pending, ProposalStatus.Lost, default, "another entry was committed at its index");
             }
         }
     }
@@ -493,7 +493,7 @@ public sealed partial class RaftLoop
         foreach (var pending in _proposals.Values.Where(p => p.Index <= snapshot.Index).ToList())
         {
             _proposals.Remove(pending.Index);
-            Resolve(pending, ProposalStatus.Unknown, null, "a snapshot from the leader replaced this node's log");
+            Resolve(pending, ProposalStatus.Unknown, default, "a snapshot from the leader replaced this node's log");
         }
         LogSnapshotInstalled(_node.Id, snapshot.Index.Value, snapshot.Term.Value);
     }
@@ -588,17 +588,17 @@ public sealed partial class RaftLoop
     {
         foreach (var pending in _proposals.Values)
         {
-            Resolve(pending, ProposalStatus.Unknown, null, reason);
+            Resolve(pending, ProposalStatus.Unknown, default, reason);
         }
         _proposals.Clear();
         foreach (var read in _readsAwaitingIndex.Values)
         {
-            AnswerRead(read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, reason);
+            AnswerRead(read, ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, NodeId.None, reason);
         }
         _readsAwaitingIndex.Clear();
         while (_readsAwaitingApply.TryDequeue(out var waiting))
         {
-            AnswerRead(waiting.Read, ReadOutcomeStatus.Unavailable, null, LogIndex.Zero, NodeId.None, reason);
+            AnswerRead(waiting.Read, ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, NodeId.None, reason);
         }
     }
 
@@ -607,7 +607,7 @@ public sealed partial class RaftLoop
 
     // ---------------------------------------------------------------- answers
 
-    private void Resolve(PendingProposal pending, ProposalStatus status, object? result, string? reason) =>
+    private void Resolve(PendingProposal pending, ProposalStatus status, ReadOnlyMemory<byte> result, string? reason) =>
         Answer(pending.Completion, new ProposalOutcome(status, pending.Index, pending.Term, result, _node.Leader, reason));
 
     private void Answer(TaskCompletionSource<ProposalOutcome> completion, ProposalOutcome outcome)
@@ -618,7 +618,7 @@ public sealed partial class RaftLoop
         }
     }
 
-    private void AnswerRead(NodeInput.Read read, ReadOutcomeStatus status, object? result, LogIndex readIndex, NodeId leader, string? reason)
+    private void AnswerRead(NodeInput.Read read, ReadOutcomeStatus status, ReadOnlyMemory<byte> result, LogIndex readIndex, NodeId leader, string? reason)
     {
         if (read.Completion.TrySetResult(new ReadOutcome(status, result, readIndex, _node.AppliedIndex, leader, reason)))
         {

@@ -58,17 +58,38 @@ public interface ITransport
 /// </summary>
 public interface IStateMachine
 {
-    /// <summary>Applies a committed command; the result goes back to the client that proposed it.</summary>
-    object? Apply(LogEntry entry);
+    /// <summary>
+    /// Applies a committed command. The answer goes back, as bytes the application alone interprets, to the client that
+    /// proposed it, on whichever node that client asked. A malformed command must get an answer, never an exception.
+    /// </summary>
+    ReadOnlyMemory<byte> Apply(LogEntry entry);
 
-    /// <summary>Answers a read against the applied state (called on the loop, after a ReadIndex confirmed it is fresh enough).</summary>
-    object? Query(ReadOnlyMemory<byte> query);
+    /// <summary>
+    /// Answers a read against the applied state (called on the loop, after a ReadIndex confirmed it is fresh enough), as
+    /// bytes the application interprets. A malformed query must get an answer, never an exception.
+    /// </summary>
+    ReadOnlyMemory<byte> Query(ReadOnlyMemory<byte> query);
 
     /// <summary>Captures the applied state cheaply on the loop; the capture is written out on another thread while applies go on.</summary>
     IStateMachineSnapshot CaptureSnapshot();
 
     /// <summary>Replaces the whole state with a snapshot's.</summary>
     void Restore(Stream snapshot);
+}
+
+/// <summary>
+/// A state machine that can sum up its whole applied state in one number, equal on every node that applied the same log:
+/// operators and fault tests compare nodes with it. Safe to call from any thread.
+/// </summary>
+public interface IStateDigest
+{
+    (ulong Digest, LogIndex Index) Digest();
+}
+
+/// <summary>Settings of one component, bound from one configuration section. Each problem names its field.</summary>
+public interface IValidatedOptions
+{
+    IEnumerable<string> Validate();
 }
 
 public interface IStateMachineSnapshot

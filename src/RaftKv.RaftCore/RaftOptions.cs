@@ -4,7 +4,7 @@ namespace RaftKv.RaftCore;
 /// The protocol's settings. Time is counted in ticks: the node loop turns wall-clock time into <see cref="RaftNode.Tick"/> calls.
 /// Every bound has a default; <see cref="Validate"/> names the field that is wrong.
 /// </summary>
-public sealed record RaftOptions
+public sealed record RaftOptions : IValidatedOptions
 {
     public required NodeId Id { get; init; }
 

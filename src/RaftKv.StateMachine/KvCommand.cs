@@ -126,10 +126,57 @@ public enum KvError
 }
 
 /// <summary>The answer to a command. <see cref="Version"/> is the index that last wrote the key (0: absent).</summary>
+/// <remarks>
+/// It crosses the runtime as bytes (the runtime forwards answers between nodes without reading them):
+/// <code>
+/// format:u8=1 ok:u8 error:u8 found:u8 version:u64 index:u64 value   (value: length:i32 + UTF-8, -1 = none)
+/// </code>
+/// </remarks>
 public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value, ulong Version, ulong Index)
 {
+    private const byte Format = 1;
+    private const int HeadBytes = 4 + 8 + 8;
+
     public static KvResult Failed(KvError error, ulong index, KvItem? current = null) =>
         new(false, error, current is not null, current?.Value, current?.Version ?? 0, index);
+
+    public byte[] Encode()
+    {
+        var buffer = new byte[HeadBytes + 4 + (Value is null ? 0 : Encoding.UTF8.GetByteCount(Value))];
+        var span = buffer.AsSpan();
+        span[0] = Format;
+        span[1] = Ok ? (byte)1 : (byte)0;
+        span[2] = (byte)Error;
+        span[3] = Found ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt64LittleEndian(span[4..], Version);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[12..], Index);
+        if (Value is null)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(span[HeadBytes..], -1);
+        }
+        else
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(span[HeadBytes..], Encoding.UTF8.GetBytes(Value, span[(HeadBytes + 4)..]));
+        }
+        return buffer;
+    }
+
+    /// <summary>Decodes <see cref="Encode"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
+    public static KvResult Decode(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < HeadBytes + 4 || data[0] != Format || data[1] > 1 || data[2] > (byte)KvError.Malformed || data[3] > 1)
+        {
+            throw new FormatException("not a KV result");
+        }
+        var length = BinaryPrimitives.ReadInt32LittleEndian(data[HeadBytes..]);
+        if (length < -1 || HeadBytes + 4 + Math.Max(length, 0) != data.Length)
+        {
+            throw new FormatException("a KV result of the wrong length");
+        }
+        var value = length < 0 ? null : Encoding.UTF8.GetString(data.Slice(HeadBytes + 4, length));
+        return new KvResult(data[1] == 1, (KvError)data[2], data[3] == 1, value,
+            BinaryPrimitives.ReadUInt64LittleEndian(data[4..]), BinaryPrimitives.ReadUInt64LittleEndian(data[12..]));
+    }
 }
 
 /// <summary>A stored value and the index that wrote it.</summary>

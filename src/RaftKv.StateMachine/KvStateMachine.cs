@@ -4,9 +4,18 @@ using RaftKv.RaftCore;
 
 namespace RaftKv.StateMachine;
 
-/// <summary>Bounds of the client sessions. Expiry counts log indexes, never wall-clock time, so every node agrees.</summary>
-public sealed record KvOptions
+/// <summary>
+/// Bounds of keys, values and client sessions (configuration section RaftKv:Kv). Session expiry counts log indexes, never
+/// wall-clock time, so every node agrees.
+/// </summary>
+public sealed record KvOptions : IValidatedOptions
 {
+    /// <summary>The longest key, in UTF-8 bytes.</summary>
+    public int MaxKeyBytes { get; init; } = 1024;
+
+    /// <summary>The longest value, in UTF-8 bytes.</summary>
+    public int MaxValueBytes { get; init; } = 1024 * 1024;
+
     /// <summary>Sessions kept; past this the least recently used are dropped, oldest first.</summary>
     public int MaxSessions { get; init; } = 100_000;
 
@@ -15,9 +24,17 @@ public sealed record KvOptions
 
     public IEnumerable<string> Validate()
     {
-        if (MaxSessions < 1)
+        if (MaxKeyBytes is < 1 or > 64 * 1024)
         {
-            yield return "MaxSessions: must be at least 1";
+            yield return $"MaxKeyBytes: {MaxKeyBytes} is outside [1, 65536]";
+        }
+        if (MaxValueBytes is < 1 or > 8 * 1024 * 1024)
+        {
+            yield return $"MaxValueBytes: {MaxValueBytes} is outside [1, 8388608]";
+        }
+        if (MaxSessions is < 1 or > 10_000_000)
+        {
+            yield return $"MaxSessions: {MaxSessions} is outside [1, 10000000]";
         }
         if (SessionExpiryIndexes < 1)
         {
@@ -34,7 +51,7 @@ public sealed record KvOptions
 /// Sessions assume one request in flight per client id, as with LogCabin and Dragonboat: a client numbers its writes
 /// 1, 2, 3… and retries one with the same number until it gets an answer.
 /// </summary>
-public sealed class KvStateMachine : IStateMachine
+public sealed class KvStateMachine : IStateMachine, IStateDigest
 {
     private const uint SnapshotFormat = 0x4B565331; // "KVS1"
     private readonly KvOptions _options;
@@ -60,13 +77,13 @@ public sealed class KvStateMachine : IStateMachine
 
     public LogIndex LastApplied { get; private set; }
 
-    public object? Apply(LogEntry entry)
+    public ReadOnlyMemory<byte> Apply(LogEntry entry)
     {
         Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
         LastApplied = entry.Index;
         var result = ApplyCommand(entry);
         Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
-        return result;
+        return result.Encode();
     }
 
     private KvResult ApplyCommand(LogEntry entry)
@@ -155,10 +172,18 @@ public sealed class KvStateMachine : IStateMachine
     }
 
     /// <summary>A read: the query is an encoded <see cref="KvCommand"/> with the Get operation.</summary>
-    public object? Query(ReadOnlyMemory<byte> query)
+    public ReadOnlyMemory<byte> Query(ReadOnlyMemory<byte> query)
     {
-        var command = KvCommand.Decode(query.Span);
-        return Read(command.Key, LastApplied.Value);
+        KvCommand command;
+        try
+        {
+            command = KvCommand.Decode(query.Span);
+        }
+        catch (FormatException)
+        {
+            return KvResult.Failed(KvError.Malformed, LastApplied.Value).Encode(); // bytes from a peer, never from this server's codec
+        }
+        return Read(command.Key, LastApplied.Value).Encode();
     }
 
     private KvResult Read(string key, ulong index) =>

@@ -1,7 +1,9 @@
+using RaftKv.RaftCore;
+
 namespace RaftKv.Storage;
 
 /// <summary>Bounds of the on-disk stores. <see cref="Validate"/> names the field that is wrong.</summary>
-public sealed record StorageOptions
+public sealed record StorageOptions : IValidatedOptions
 {
     /// <summary>A segment that has grown past this many bytes is closed; the next batch starts a new one.</summary>
     public long SegmentBytes { get; init; } = 64L * 1024 * 1024;

@@ -8,7 +8,7 @@ using Proto = RaftKv.Transport.Protos;
 namespace RaftKv.Transport;
 
 /// <summary>Bounds and timings of the peer transport. <see cref="Validate"/> names the field that is wrong.</summary>
-public sealed record TransportOptions
+public sealed record TransportOptions : IValidatedOptions
 {
     /// <summary>Messages waiting for one peer; beyond it new ones are dropped (and counted). Raft tolerates loss.</summary>
     public int OutboxCapacity { get; init; } = 4_096;
@@ -23,14 +23,18 @@ public sealed record TransportOptions
 
     public int SnapshotChunkBytes { get; init; } = 1024 * 1024;
 
-    public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromMilliseconds(50);
+    /// <summary>The first wait before reopening a broken stream; it doubles (with jitter) up to <see cref="ReconnectMaxDelayMs"/>.</summary>
+    public int ReconnectMinDelayMs { get; init; } = 50;
 
-    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(2);
+    public int ReconnectMaxDelayMs { get; init; } = 2_000;
+
+    /// <summary>How long opening a connection to a peer may take.</summary>
+    public int ConnectTimeoutMs { get; init; } = 2_000;
 
     /// <summary>HTTP/2 keep-alive pings find a dead link (a partition drops packets without a reset).</summary>
-    public TimeSpan KeepAlivePingDelay { get; init; } = TimeSpan.FromSeconds(1);
+    public int KeepAlivePingDelayMs { get; init; } = 1_000;
 
-    public TimeSpan KeepAlivePingTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    public int KeepAlivePingTimeoutMs { get; init; } = 2_000;
 
     public IEnumerable<string> Validate()
     {
@@ -50,9 +54,25 @@ public sealed record TransportOptions
         {
             yield return "SnapshotChunkBytes: must be between 1024 and half of MaxMessageBytes";
         }
-        if (ReconnectMinDelay <= TimeSpan.Zero || ReconnectMaxDelay < ReconnectMinDelay)
+        if (MaxMessageBytes is < 64 * 1024 or > 1024 * 1024 * 1024)
         {
-            yield return "ReconnectMinDelay/ReconnectMaxDelay: must be positive, min at most max";
+            yield return "MaxMessageBytes: must be between 65536 and 1073741824";
+        }
+        if (ReconnectMinDelayMs < 1)
+        {
+            yield return "ReconnectMinDelayMs: must be at least 1";
+        }
+        if (ReconnectMaxDelayMs < ReconnectMinDelayMs)
+        {
+            yield return "ReconnectMaxDelayMs: must be at least ReconnectMinDelayMs";
+        }
+        if (ConnectTimeoutMs < 1)
+        {
+            yield return "ConnectTimeoutMs: must be at least 1";
+        }
+        if (KeepAlivePingDelayMs < 1 || KeepAlivePingTimeoutMs < 1)
+        {
+            yield return "KeepAlivePingDelayMs/KeepAlivePingTimeoutMs: must be at least 1";
         }
     }
 }
@@ -73,15 +93,19 @@ public interface IPeerHost
 
     void ReportSnapshotSent(NodeId peer, bool succeeded);
 
-    /// <summary>Runs a client request forwarded by a follower; the answer is relayed as it is.</summary>
-    Task<ForwardAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken);
+    /// <summary>Runs a request a follower forwarded (opaque bytes) on this node; the answer goes back as it is.</summary>
+    Task<NodeAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken);
 }
 
-/// <summary>A client request a follower hands to the leader: the encoded command and how to run it.</summary>
-public sealed record ForwardedRequest(NodeId From, ReadOnlyMemory<byte> Command, bool Linearizable);
+/// <summary>What a forwarded request asks of the leader: a write to propose, or a read to run through ReadIndex.</summary>
+public enum ForwardKind
+{
+    Write,
+    LinearizableRead,
+}
 
-/// <summary>The leader's answer, as the HTTP status, body and flags that the follower relays unchanged.</summary>
-public sealed record ForwardAnswer(int Status, ReadOnlyMemory<byte> Body, string? Leader, bool IsProblem, bool NotFound);
+/// <summary>A request a follower hands to the leader: the application's command bytes, which the transport never reads.</summary>
+public sealed record ForwardedRequest(NodeId From, ForwardKind Kind, ReadOnlyMemory<byte> Command);
 
 /// <summary>
 /// Raft messages over gRPC (HTTP/2): one long-lived client stream per peer carries this node's messages to it in order,
@@ -139,8 +163,8 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
 
     public IReadOnlyDictionary<NodeId, bool> Connected => _senders.ToDictionary(s => s.Key, s => s.Value.IsConnected);
 
-    /// <summary>Hands a client request to <paramref name="leader"/> and returns its answer, or fails after <paramref name="timeout"/>.</summary>
-    public async Task<ForwardAnswer> ForwardAsync(NodeId leader, ForwardedRequest request, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>Hands a request to <paramref name="leader"/> and returns its answer, or fails (RpcException) after <paramref name="timeout"/>.</summary>
+    public async Task<NodeAnswer> ForwardAsync(NodeId leader, ForwardedRequest request, TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (!_senders.TryGetValue(leader, out var sender))
@@ -151,9 +175,9 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         {
             From = _host.Self.Value,
             Command = UnsafeByteOperations.UnsafeWrap(request.Command), // never written after encoding
-            Linearizable = request.Linearizable,
+            Kind = request.Kind == ForwardKind.Write ? Proto.ForwardKind.Write : Proto.ForwardKind.LinearizableRead,
         }, deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return new ForwardAnswer(reply.Status, reply.Body.Memory, reply.Leader.Length == 0 ? null : reply.Leader, reply.Problem, reply.NotFound);
+        return MessageMapper.FromProto(reply);
     }
 
     private int _disposed;
@@ -215,10 +239,10 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                 HttpHandler = new SocketsHttpHandler
                 {
                     EnableMultipleHttp2Connections = true,
-                    KeepAlivePingDelay = transport._options.KeepAlivePingDelay,
-                    KeepAlivePingTimeout = transport._options.KeepAlivePingTimeout,
+                    KeepAlivePingDelay = TimeSpan.FromMilliseconds(transport._options.KeepAlivePingDelayMs),
+                    KeepAlivePingTimeout = TimeSpan.FromMilliseconds(transport._options.KeepAlivePingTimeoutMs),
                     KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-                    ConnectTimeout = TimeSpan.FromSeconds(2),
+                    ConnectTimeout = TimeSpan.FromMilliseconds(transport._options.ConnectTimeoutMs),
                     PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
                 },
             });
@@ -260,7 +284,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
 
         private async Task RunAsync(CancellationToken stopping)
         {
-            var delay = _transport._options.ReconnectMinDelay;
+            var delay = TimeSpan.FromMilliseconds(_transport._options.ReconnectMinDelayMs);
             while (!stopping.IsCancellationRequested)
             {
                 try
@@ -279,7 +303,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                         {
                             announced = true;
                             _connected = true;
-                            delay = _transport._options.ReconnectMinDelay;
+                            delay = TimeSpan.FromMilliseconds(_transport._options.ReconnectMinDelayMs);
                             _transport.LogConnected(_transport._host.Self, _peer, _address);
                         }
                     }
@@ -308,7 +332,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                 {
                     return;
                 }
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _transport._options.ReconnectMaxDelay.Ticks));
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromMilliseconds(_transport._options.ReconnectMaxDelayMs).Ticks));
             }
         }
 

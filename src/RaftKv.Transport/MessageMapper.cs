@@ -115,6 +115,42 @@ internal static class MessageMapper
             : new LogEntry(new LogIndex(entry.Index), new Term(entry.Term), (EntryKind)entry.Kind, entry.Data.Memory);
 
     /// <summary>Bytes a message adds to a batch, without serializing it (for batch bounds).</summary>
+    public static Proto.ForwardReply ToProto(NodeAnswer answer) => new()
+    {
+        Status = answer.Status switch
+        {
+            AnswerStatus.Ok => Proto.AnswerStatus.Ok,
+            AnswerStatus.NoLeader => Proto.AnswerStatus.NoLeader,
+            AnswerStatus.Unavailable => Proto.AnswerStatus.Unavailable,
+            AnswerStatus.Lost => Proto.AnswerStatus.Lost,
+            AnswerStatus.Unknown => Proto.AnswerStatus.Unknown,
+            AnswerStatus.TimedOut => Proto.AnswerStatus.TimedOut,
+            _ => throw new ArgumentOutOfRangeException(nameof(answer), answer.Status, "no wire form"),
+        },
+        Result = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Result), // made for this answer alone
+        Index = answer.Index.Value,
+        Term = answer.Term.Value,
+        Leader = answer.Leader.Value,
+        Reason = answer.Reason ?? "",
+    };
+
+    /// <summary>A reply from another node; a status this node does not know makes the outcome unknown.</summary>
+    public static NodeAnswer FromProto(Proto.ForwardReply reply) => new(
+        reply.Status switch
+        {
+            Proto.AnswerStatus.Ok => AnswerStatus.Ok,
+            Proto.AnswerStatus.NoLeader => AnswerStatus.NoLeader,
+            Proto.AnswerStatus.Unavailable => AnswerStatus.Unavailable,
+            Proto.AnswerStatus.Lost => AnswerStatus.Lost,
+            Proto.AnswerStatus.TimedOut => AnswerStatus.TimedOut,
+            _ => AnswerStatus.Unknown,
+        },
+        reply.Result.Memory,
+        new LogIndex(reply.Index),
+        new Term(reply.Term),
+        new NodeId(reply.Leader),
+        reply.Reason.Length == 0 ? null : reply.Reason);
+
     public static int EstimateBytes(Message message)
     {
         var bytes = 64;

@@ -93,16 +93,15 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
-        var answer = await host.ExecuteForwardedAsync(
-            new ForwardedRequest(new NodeId(request.From), request.Command.Memory, request.Linearizable), context.CancellationToken).ConfigureAwait(false);
-        return new Proto.ForwardReply
+        var kind = request.Kind switch
         {
-            Status = answer.Status,
-            Body = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Body), // serialized for this reply alone
-            Leader = answer.Leader ?? "",
-            Problem = answer.IsProblem,
-            NotFound = answer.NotFound,
+            Proto.ForwardKind.Write => ForwardKind.Write,
+            Proto.ForwardKind.LinearizableRead => ForwardKind.LinearizableRead,
+            _ => throw new RpcException(new Status(StatusCode.InvalidArgument, $"unknown forward kind {request.Kind}")),
         };
+        var answer = await host.ExecuteForwardedAsync(new ForwardedRequest(new NodeId(request.From), kind, request.Command.Memory), context.CancellationToken)
+            .ConfigureAwait(false);
+        return MessageMapper.ToProto(answer);
     }
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]

@@ -12,10 +12,12 @@ public sealed partial class OperationsTests(ITestOutputHelper output)
     public async Task Bad_options_stop_the_process_with_one_clear_line_per_bad_value()
     {
         using var process = Process.Start(new ProcessStartInfo("dotnet",
-            ["exec", Paths.ServerDll, "--node-id", "first", "--http", "nowhere", "--TickMs=0", "--peers", "n2=http://127.0.0.1:9999"])
+            ["exec", Paths.ServerDll, "--node-id", "first", "--http", "nowhere", "--TickMs=0", "--peers", "n2=http://127.0.0.1:9999",
+            "--election-timeout-ticks", "1", "--tick-mss", "5"])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
+            Environment = { ["RAFTKV_Transport__OutboxCapacity"] = "0", ["RAFTKV_Kv__MaxSessions"] = "0" },
         })!;
         try
         {
@@ -24,9 +26,13 @@ public sealed partial class OperationsTests(ITestOutputHelper output)
 
             process.ExitCode.Should().Be(2);
             var lines = errors.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            lines.Should().Contain(l => l.StartsWith("raftkv: --node-id: 'first'", StringComparison.Ordinal));
-            lines.Should().Contain(l => l.StartsWith("raftkv: --http: 'nowhere'", StringComparison.Ordinal));
-            lines.Should().Contain(l => l.StartsWith("raftkv: TickMs: 0 is outside", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Node:NodeId: 'first'", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Node:Http: 'nowhere'", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Node:TickMs: 0 is outside", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Raft:ElectionTimeoutTicks: must be at least 2", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Transport:OutboxCapacity: must be at least 1", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: RaftKv:Kv:MaxSessions: 0 is outside", StringComparison.Ordinal));
+            lines.Should().Contain(l => l.StartsWith("raftkv: command line: '--tick-mss' is not a setting", StringComparison.Ordinal));
             lines.Should().OnlyContain(l => l.StartsWith("raftkv: ", StringComparison.Ordinal), "one line per bad value, no stack trace");
         }
         finally

@@ -82,7 +82,7 @@ public sealed class RaftLoopTests
         var outcome = node.Run(node.Loop.ProposeAsync(Bytes("k=v")));
 
         outcome.Status.Should().Be(ProposalStatus.Applied);
-        outcome.Result.Should().Be(outcome.Index);
+        SimStateMachine.AppliedIndex(outcome.Result).Should().Be(outcome.Index);
         node.StateMachine.LastApplied.Should().Be(outcome.Index);
         node.Store.SyncCount.Should().BeGreaterThan(syncsBefore);
         // Power fails now, losing every write not fsynced: the acknowledged entry is still there.
@@ -118,7 +118,7 @@ public sealed class RaftLoopTests
 
         write.Status.Should().Be(ProposalStatus.Applied);
         read.Status.Should().Be(ReadOutcomeStatus.Ok);
-        ((SimReadResult)read.Result!).Value.Should().Be("two");
+        SimReadResult.Decode(read.Result).Value.Should().Be("two");
         read.ReadIndex.Should().Be(write.Index);
     }
 
@@ -156,7 +156,7 @@ public sealed class RaftLoopTests
         after.Reason.Should().Contain("fsync failure");
         node.Loop.StorageFailure.Should().Contain("EIO");
         stale.Status.Should().Be(ReadOutcomeStatus.Ok);
-        ((SimReadResult)stale.Result!).Value.Should().Be("before");
+        SimReadResult.Decode(stale.Result).Value.Should().Be("before");
         linearizable.Status.Should().Be(ReadOutcomeStatus.Unavailable);
         node.Store.FailNextSync.Should().BeFalse();
         node.Store.SyncCount.Should().Be(syncsAfterFailure, "no fsync is attempted after one failed");

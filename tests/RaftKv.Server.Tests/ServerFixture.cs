@@ -13,9 +13,9 @@ public sealed class ServerFixture : WebApplicationFactory<Program>
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.UseSetting("RaftKv:DataDir", DataDirectory);
-        builder.UseSetting("RaftKv:SeparatePorts", "false");
-        builder.UseSetting("RaftKv:TickMs", "10");
+        builder.UseSetting("RaftKv:Node:DataDir", DataDirectory);
+        builder.UseSetting("RaftKv:Node:SeparatePorts", "false");
+        builder.UseSetting("RaftKv:Node:TickMs", "10");
     }
 
     /// <summary>A client once the node has elected itself and can serve linearizable requests.</summary>

@@ -7,10 +7,10 @@ public sealed class KvStateMachineTests
     private ulong _index;
 
     private KvResult Apply(KvStateMachine machine, KvCommand command) =>
-        (KvResult)machine.Apply(new LogEntry(new LogIndex(++_index), new Term(1), EntryKind.Normal, command.Encode()))!;
+        KvResult.Decode(machine.Apply(new LogEntry(new LogIndex(++_index), new Term(1), EntryKind.Normal, command.Encode())).Span);
 
     private static KvResult Read(KvStateMachine machine, string key) =>
-        (KvResult)machine.Query(new KvCommand(KvOperation.Get, key).Encode())!;
+        KvResult.Decode(machine.Query(new KvCommand(KvOperation.Get, key).Encode()).Span);
 
     [Fact]
     public void Every_key_carries_the_index_that_last_wrote_it()
@@ -134,7 +134,7 @@ public sealed class KvStateMachineTests
     {
         var machine = new KvStateMachine();
 
-        var result = (KvResult)machine.Apply(new LogEntry(new LogIndex(1), new Term(1), EntryKind.Normal, new byte[] { 9, 9, 9 }))!;
+        var result = KvResult.Decode(machine.Apply(new LogEntry(new LogIndex(1), new Term(1), EntryKind.Normal, new byte[] { 9, 9, 9 })).Span);
 
         result.Error.Should().Be(KvError.Malformed);
         machine.Count.Should().Be(0);
@@ -159,6 +159,41 @@ public sealed class KvStateMachineTests
     public void Damaged_command_bytes_are_refused(byte[] data)
     {
         var decode = () => KvCommand.Decode(data);
+
+        decode.Should().Throw<FormatException>();
+    }
+
+    [Fact]
+    public void A_query_that_is_not_a_command_is_answered_as_malformed_and_changes_nothing()
+    {
+        var machine = new KvStateMachine();
+        Apply(machine, new KvCommand(KvOperation.Set, "k", "v"));
+
+        var result = KvResult.Decode(machine.Query(new byte[] { 7, 7 }).Span);
+
+        result.Error.Should().Be(KvError.Malformed);
+        Read(machine, "k").Value.Should().Be("v");
+    }
+
+    [Theory]
+    [InlineData(true, KvError.None, true, "value", 7UL, 9UL)]
+    [InlineData(false, KvError.CasMismatch, true, "ключ/ü", 3UL, 4UL)]
+    [InlineData(true, KvError.None, false, null, 0UL, 12UL)]
+    [InlineData(true, KvError.None, true, "", 5UL, 5UL)]
+    public void A_result_round_trips_through_its_encoding(bool ok, KvError error, bool found, string? value, ulong version, ulong index)
+    {
+        var result = new KvResult(ok, error, found, value, version, index);
+
+        KvResult.Decode(result.Encode()).Should().Be(result);
+    }
+
+    [Theory]
+    [InlineData(new byte[0])]
+    [InlineData(new byte[] { 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 65 })]
+    [InlineData(new byte[] { 2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255 })]
+    public void Damaged_result_bytes_are_refused(byte[] data)
+    {
+        var decode = () => KvResult.Decode(data);
 
         decode.Should().Throw<FormatException>();
     }

@@ -23,7 +23,8 @@ public sealed class SimStateMachine : IStateMachine
     /// <summary>Called with every entry applied (checkers hook in here).</summary>
     public Action<LogEntry>? OnApply { get; set; }
 
-    public object? Apply(LogEntry entry)
+    /// <summary>Applies "key=value"; the answer is the entry's index (8 bytes, little-endian: see <see cref="AppliedIndex"/>).</summary>
+    public ReadOnlyMemory<byte> Apply(LogEntry entry)
     {
         Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
         var text = Encoding.UTF8.GetString(entry.Data.Span);
@@ -35,14 +36,19 @@ public sealed class SimStateMachine : IStateMachine
         LastApplied = entry.Index;
         Hash = Mix(Hash, entry.Index, entry.Data.Span);
         OnApply?.Invoke(entry);
-        return entry.Index;
+        var answer = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(answer, entry.Index.Value);
+        return answer;
     }
 
+    /// <summary>Reads <see cref="Apply"/>'s answer.</summary>
+    public static LogIndex AppliedIndex(ReadOnlyMemory<byte> answer) => new(BinaryPrimitives.ReadUInt64LittleEndian(answer.Span));
+
     /// <summary>A query is a key; the answer carries the applied position so checkers can judge freshness.</summary>
-    public object? Query(ReadOnlyMemory<byte> query)
+    public ReadOnlyMemory<byte> Query(ReadOnlyMemory<byte> query)
     {
         var key = Encoding.UTF8.GetString(query.Span);
-        return new SimReadResult(LastApplied, _map.TryGetValue(key, out var value) ? value : null, Hash);
+        return new SimReadResult(LastApplied, _map.TryGetValue(key, out var value) ? value : null, Hash).Encode();
     }
 
     public IStateMachineSnapshot CaptureSnapshot() => new Capture(LastApplied, Hash, [.. _map]);
@@ -90,4 +96,24 @@ public sealed class SimStateMachine : IStateMachine
     }
 }
 
-public sealed record SimReadResult(LogIndex LastApplied, string? Value, ulong Hash);
+/// <summary>A read's answer: <c>lastApplied:u64 hash:u64 value</c> (UTF-8; absent when the key is not there).</summary>
+public sealed record SimReadResult(LogIndex LastApplied, string? Value, ulong Hash)
+{
+    public byte[] Encode()
+    {
+        var value = Value is null ? [] : Encoding.UTF8.GetBytes(Value);
+        var buffer = new byte[17 + value.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(buffer, LastApplied.Value);
+        BinaryPrimitives.WriteUInt64LittleEndian(buffer.AsSpan(8), Hash);
+        buffer[16] = Value is null ? (byte)0 : (byte)1;
+        value.CopyTo(buffer.AsSpan(17));
+        return buffer;
+    }
+
+    public static SimReadResult Decode(ReadOnlyMemory<byte> answer)
+    {
+        var span = answer.Span;
+        return new SimReadResult(new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(span)), span[16] == 0 ? null : Encoding.UTF8.GetString(span[17..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(span[8..]));
+    }
+}

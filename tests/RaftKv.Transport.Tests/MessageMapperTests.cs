@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using RaftKv.RaftCore;
 
 namespace RaftKv.Transport.Tests;
@@ -56,5 +57,30 @@ public sealed class MessageMapperTests
 
         empty.Should().Throw<FormatException>();
         unknownKind.Should().Throw<FormatException>();
+    }
+
+    [Theory]
+    [InlineData(AnswerStatus.Ok, "result bytes", null)]
+    [InlineData(AnswerStatus.NoLeader, "", "the leader changed while the request was forwarded")]
+    [InlineData(AnswerStatus.Unavailable, "", "storage failed")]
+    [InlineData(AnswerStatus.Lost, "", "another entry was committed at its index")]
+    [InlineData(AnswerStatus.Unknown, "", "stopped")]
+    [InlineData(AnswerStatus.TimedOut, "", "no answer in time")]
+    public void A_forwarded_answer_crosses_the_wire_unread(AnswerStatus status, string result, string? reason)
+    {
+        var answer = new NodeAnswer(status, System.Text.Encoding.UTF8.GetBytes(result), new LogIndex(12), new Term(3), new NodeId(2), reason);
+
+        var back = MessageMapper.FromProto(Protos.ForwardReply.Parser.ParseFrom(MessageMapper.ToProto(answer).ToByteArray()));
+
+        back.Should().BeEquivalentTo(answer with { Result = default }, o => o.Excluding(a => a.Result));
+        back.Result.ToArray().Should().Equal(answer.Result.ToArray());
+    }
+
+    [Fact]
+    public void A_reply_status_this_node_does_not_know_makes_the_outcome_unknown()
+    {
+        var reply = new Protos.ForwardReply { Status = (Protos.AnswerStatus)99 };
+
+        MessageMapper.FromProto(reply).Status.Should().Be(AnswerStatus.Unknown);
     }
 }

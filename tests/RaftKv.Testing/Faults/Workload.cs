@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using RaftKv.Client;
+using RaftKv.Contracts;
 using RaftKv.Testing.Linearizability;
 
 namespace RaftKv.Testing.Faults;

@@ -31,7 +31,8 @@ public sealed class LocalCluster : IAsyncDisposable
     /// Starts <paramref name="size"/> nodes (n1…nN) and waits until every one serves /health: on loopback, or each in its
     /// own namespace of <paramref name="lab"/> (which the cluster then owns and removes).
     /// </summary>
-    public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null)
+    public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null,
+        string? serverDll = null)
     {
         var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab);
         var ports = lab is null ? FreePorts.Take(2 * size) : [.. Enumerable.Repeat(8080, size), .. Enumerable.Repeat(9080, size)];
@@ -53,7 +54,7 @@ public sealed class LocalCluster : IAsyncDisposable
                     "--http", $"http://{Host(i)}:{ports[i]}",
                     "--data-dir", Path.Combine(cluster.Directory, id),
                     .. extraArguments ?? [],
-                ], placement));
+                ], placement, serverDll));
             }
             foreach (var node in cluster._nodes)
             {

@@ -39,8 +39,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
     }
 
     private ServerProcess(string nodeId, int httpPort, int peerPort, string dataDirectory, string logPath, IReadOnlyList<string> arguments,
-        Placement placement)
+        Placement placement, string serverDll)
     {
+        _serverDll = serverDll;
         NodeId = nodeId;
         _placement = placement;
         HttpPort = httpPort;
@@ -49,7 +50,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
         LogPath = logPath;
         Arguments = arguments;
         _log = new StreamWriter(logPath, append: true) { AutoFlush = true };
-        var command = placement.Launcher.Concat(["dotnet", "exec", Paths.ServerDll, .. arguments]).ToList();
+        var command = placement.Launcher.Concat(["dotnet", "exec", serverDll, .. arguments]).ToList();
         var start = new ProcessStartInfo(command[0], command.Skip(1))
         {
             RedirectStandardOutput = true,
@@ -81,6 +82,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
     }
 
     private readonly Placement _placement;
+    private readonly string _serverDll;
 
     public string Host => _placement.Host;
 
@@ -106,12 +108,16 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     public Uri BaseAddress => Client.BaseAddress!;
 
-    /// <summary>Starts a node with these arguments (node id, peers, ports and data directory are the caller's).</summary>
-    public static ServerProcess Start(string nodeId, int httpPort, int peerPort, string dataDirectory, IEnumerable<string> arguments, Placement? placement = null)
+    /// <summary>
+    /// Starts a node with these arguments (node id, peers, ports and data directory are the caller's): the KV server, or
+    /// another application on the node runtime (<paramref name="serverDll"/>).
+    /// </summary>
+    public static ServerProcess Start(string nodeId, int httpPort, int peerPort, string dataDirectory, IEnumerable<string> arguments, Placement? placement = null,
+        string? serverDll = null)
     {
         Directory.CreateDirectory(dataDirectory);
         var log = Path.Combine(Path.GetDirectoryName(dataDirectory)!, nodeId + ".log");
-        return new ServerProcess(nodeId, httpPort, peerPort, dataDirectory, log, [.. arguments], placement ?? Placement.Loopback);
+        return new ServerProcess(nodeId, httpPort, peerPort, dataDirectory, log, [.. arguments], placement ?? Placement.Loopback, serverDll ?? Paths.ServerDll);
     }
 
     /// <summary>The same node again, on the same ports and data directory (after a kill).</summary>
@@ -122,7 +128,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
             throw new InvalidOperationException($"{NodeId} is still running");
         }
         _log.Dispose();
-        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, Arguments, _placement);
+        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, Arguments, _placement, _serverDll);
     }
 
     public async Task WaitUntilServingAsync(TimeSpan within)
@@ -266,6 +272,10 @@ public static class Paths
     public static string ServerDll { get; } = Path.Combine(Repository, "src", "RaftKv.Server", "bin", Configuration, "net10.0", "RaftKv.Server.dll");
 
     public static string CliDll { get; } = Path.Combine(Repository, "src", "RaftKv.Cli", "bin", Configuration, "net10.0", "raft-cli.dll");
+
+    /// <summary>An assembly built from <paramref name="projectDirectory"/> (relative to the repository) in the tests' configuration.</summary>
+    public static string Built(string projectDirectory, string assembly) =>
+        Path.Combine(Repository, projectDirectory, "bin", Configuration, "net10.0", assembly + ".dll");
 
     private static string Configuration => AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
         ? "Release"

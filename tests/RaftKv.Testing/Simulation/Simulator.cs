@@ -797,7 +797,7 @@ public sealed class Simulator
         if (outcome.Status == ReadOutcomeStatus.Ok)
         {
             _reads++;
-            var result = (SimReadResult)outcome.Result!;
+            var result = SimReadResult.Decode(outcome.Result);
             Trace($"c{client.Id} read at {result.LastApplied.Value} (needs {operation.RequiredIndex})");
             if ((long)result.LastApplied.Value < operation.RequiredIndex)
             {

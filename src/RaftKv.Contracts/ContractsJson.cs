@@ -1,0 +1,28 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace RaftKv.Contracts;
+
+/// <summary>
+/// Source-generated JSON for every contract: camelCase names, nulls left out. <see cref="Default"/> writes answers and reads
+/// them back; <see cref="Strict"/> reads requests (any case of the same names, no unknown members, numbers as numbers).
+/// </summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    UseStringEnumConverter = true)]
+[JsonSerializable(typeof(CommandRequest))]
+[JsonSerializable(typeof(KvResponse))]
+[JsonSerializable(typeof(ProblemResponse))]
+[JsonSerializable(typeof(StatusResponse))]
+[JsonSerializable(typeof(HealthResponse))]
+public sealed partial class ContractsJson : JsonSerializerContext
+{
+    public static ContractsJson Strict { get; } = new(new JsonSerializerOptions
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        PropertyNameCaseInsensitive = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    });
+}

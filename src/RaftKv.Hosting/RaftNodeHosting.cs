@@ -1,0 +1,239 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Prometheus;
+using RaftKv.Node;
+using RaftKv.RaftCore;
+using RaftKv.Storage;
+using RaftKv.Transport;
+using Serilog;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+
+namespace RaftKv.Hosting;
+
+/// <summary>What an application tells the runtime: its state machine and its own settings sections.</summary>
+public sealed class RaftNodeBuilder
+{
+    private readonly List<SettingsSection> _sections = [];
+
+    internal RaftNodeBuilder(WebApplicationBuilder builder) => Builder = builder;
+
+    public IServiceCollection Services => Builder.Services;
+
+    public IConfiguration Configuration => Builder.Configuration;
+
+    /// <summary>Every settings section, the runtime's and the application's.</summary>
+    public IReadOnlyList<SettingsSection> Sections => _sections;
+
+    internal WebApplicationBuilder Builder { get; }
+
+    internal bool HasStateMachine { get; private set; }
+
+    /// <summary>Binds RaftKv:{<paramref name="name"/>} to <typeparamref name="T"/>, validated at start, settable by environment and command line.</summary>
+    public OptionsBuilder<T> AddSettings<T>(string name) where T : class, IValidatedOptions => AddSettings<T>(name, prepare: null);
+
+    internal OptionsBuilder<T> AddSettings<T>(string name, Func<T, T>? prepare) where T : class, IValidatedOptions
+    {
+        var section = new SettingsSection(name, typeof(T));
+        _sections.Add(section);
+        var binder = new SectionBinder<T>(section, Configuration);
+        Services.AddSingleton<IConfigureOptions<T>>(binder);
+        Services.AddSingleton<IValidateOptions<T>>(new SectionValidator<T>(section, binder, prepare));
+        return Services.AddOptions<T>().ValidateOnStart();
+    }
+
+    /// <summary>The application's state machine: one per node, built once; the runtime applies committed commands to it.</summary>
+    public RaftNodeBuilder UseStateMachine<T>(Func<IServiceProvider, T> factory) where T : class, IStateMachine
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        Services.AddSingleton(factory);
+        Services.AddSingleton<IStateMachine>(services => services.GetRequiredService<T>());
+        HasStateMachine = true;
+        return this;
+    }
+}
+
+/// <summary>
+/// The node runtime in ASP.NET Core terms: <see cref="AddRaftNode"/> registers the node (a hosted service), its settings,
+/// logging, metrics and listeners; <see cref="MapRaftNode"/> maps /status, /health, /health/ready, /metrics and the peer
+/// service; <see cref="MapClientGroup"/> gives the application a route group on the client port;
+/// <see cref="RunRaftNodeAsync"/> runs it and turns bad settings into one line each and exit code 2.
+/// </summary>
+public static class RaftNodeHosting
+{
+    public static RaftNodeBuilder AddRaftNode(this WebApplicationBuilder builder, IReadOnlyList<string> args, Action<RaftNodeBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(configure);
+        var node = new RaftNodeBuilder(builder);
+        node.AddSettings<NodeOptions>("Node");
+        // The core's id comes from RaftKv:Node:NodeId (validated there); the Raft section holds the protocol's bounds.
+        node.AddSettings<RaftOptions>("Raft", raft => raft with { Id = new NodeId(1) });
+        node.AddSettings<NodeLoopOptions>("Loop");
+        node.AddSettings<StorageOptions>("Storage");
+        node.AddSettings<TransportOptions>("Transport");
+        configure(node);
+        if (!node.HasStateMachine)
+        {
+            throw new InvalidOperationException("AddRaftNode: the application must name its state machine (UseStateMachine)");
+        }
+        var switches = RaftConfiguration.SwitchMappings(node.Sections);
+        builder.Configuration.AddRaftKvEnvironment();
+        builder.Configuration.AddCommandLine([.. args], switches);
+        builder.Services.AddSingleton<IValidateOptions<NodeOptions>>(new CommandLineValidator(RaftConfiguration.UnknownSwitches(args, switches)));
+
+        var services = builder.Services;
+        services.AddSerilog((provider, logging) =>
+        {
+            var configuration = provider.GetRequiredService<IConfiguration>();
+            logging.MinimumLevel.Information()
+                .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+                .MinimumLevel.Override("Grpc", LogEventLevel.Warning)
+                .MinimumLevel.Override("Microsoft.Extensions.Hosting", LogEventLevel.Warning)
+                .Enrich.FromLogContext()
+                .Enrich.WithProperty("node", configuration[RaftConfiguration.Root + ":Node:NodeId"] ?? "n1");
+            if (configuration[RaftConfiguration.Root + ":Node:LogFormat"] == "json")
+            {
+                logging.WriteTo.Console(new RenderedCompactJsonFormatter());
+            }
+            else
+            {
+                logging.WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} [{node}] {Message:lj}{NewLine}{Exception}");
+            }
+        });
+        services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        services.AddSingleton<RaftMetrics>();
+        services.AddSingleton<RaftNodeHost>();
+        services.AddSingleton<IRaftNode>(provider => provider.GetRequiredService<RaftNodeHost>());
+        services.AddSingleton<IPeerHost>(provider => provider.GetRequiredService<RaftNodeHost>());
+        services.AddHostedService(provider => provider.GetRequiredService<RaftNodeHost>());
+        services.AddGrpc();
+        services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<IOptions<TransportOptions>>((grpc, transport) =>
+        {
+            // The same bound as the peers' sending side.
+            grpc.MaxReceiveMessageSize = transport.Value.MaxMessageBytes;
+            grpc.MaxSendMessageSize = transport.Value.MaxMessageBytes;
+        });
+        services.AddHealthChecks().AddCheck<ReadinessCheck>("raft", tags: ["ready"]);
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<NodeOptions>>((kestrel, options) =>
+        {
+            NodeOptions settings;
+            try
+            {
+                settings = options.Value; // Kestrel reads its options while the app is built, before anything is validated
+            }
+            catch (OptionsValidationException)
+            {
+                return; // reported with every other bad value by RunRaftNodeAsync, before anything listens
+            }
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = settings.MaxRequestBodyBytes;
+            // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
+            Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1);
+            Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2);
+        });
+        return node;
+    }
+
+    /// <summary>The node's own routes: /status, /health, /health/ready and /metrics on the client port, the peer service on the peer port.</summary>
+    public static WebApplication MapRaftNode(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var options = app.Services.GetRequiredService<IOptions<NodeOptions>>().Value;
+        var metrics = app.Services.GetRequiredService<RaftMetrics>();
+        app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
+        var client = app.MapClientGroup();
+        client.MapGet("/status", StatusEndpoint.GetAsync);
+        client.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = ReadinessCheck.WriteAsync });
+        client.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = ReadinessCheck.WriteAsync });
+        client.MapMetrics("/metrics", metrics.Registry);
+        var peer = app.MapRaftPeerService();
+        if (options.SeparatePorts)
+        {
+            peer.RequireHost($"*:{options.PeerUrl.Port}");
+        }
+        return app;
+    }
+
+    /// <summary>A route group served on the client port only (the peer port serves peers alone).</summary>
+    public static RouteGroupBuilder MapClientGroup(this IEndpointRouteBuilder endpoints, string prefix = "")
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var group = endpoints.MapGroup(prefix);
+        var options = endpoints.ServiceProvider.GetRequiredService<IOptions<NodeOptions>>().Value;
+        if (options.SeparatePorts)
+        {
+            group.RequireHost($"*:{options.HttpUrl.Port}");
+        }
+        return group;
+    }
+
+    /// <summary>
+    /// Maps the routes and runs until the host stops. Bad settings print one line each ("raftkv: RaftKv:Node:TickMs: …")
+    /// and return 2; a port in use returns 2; a data directory that cannot be opened returns 3; a broken invariant 70.
+    /// </summary>
+    public static async Task<int> RunRaftNodeAsync(this WebApplication app, Action<WebApplication> mapRoutes)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(mapRoutes);
+        try
+        {
+            // Every section at once, so that each bad value is reported, whichever section it is in.
+            app.Services.GetService<IStartupValidator>()?.Validate();
+            mapRoutes(app);
+            await app.RunAsync().ConfigureAwait(false);
+            return Environment.ExitCode;
+        }
+        catch (Exception error) when (ValidationFailures(error) is { Count: > 0 } failures)
+        {
+            // Every section is validated at start; one failing section throws its own exception, several an aggregate.
+            foreach (var failure in failures)
+            {
+                await Console.Error.WriteLineAsync("raftkv: " + failure).ConfigureAwait(false);
+            }
+            return 2;
+        }
+        catch (IOException error) when (error.InnerException is System.Net.Sockets.SocketException || error.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
+        {
+            await Console.Error.WriteLineAsync("raftkv: cannot listen: " + error.Message).ConfigureAwait(false);
+            return 2;
+        }
+        catch (StorageException error)
+        {
+            await Console.Error.WriteLineAsync("raftkv: cannot open the data directory: " + error.Message).ConfigureAwait(false);
+            return 3;
+        }
+    }
+
+    private static List<string> ValidationFailures(Exception error) => error switch
+    {
+        OptionsValidationException invalid => [.. invalid.Failures],
+        AggregateException many when many.InnerExceptions.All(e => e is OptionsValidationException) =>
+            [.. many.InnerExceptions.Cast<OptionsValidationException>().SelectMany(e => e.Failures)],
+        _ => [],
+    };
+
+    private static void Listen(KestrelServerOptions kestrel, Uri url, HttpProtocols protocols)
+    {
+        if (url.Host is "localhost")
+        {
+            kestrel.ListenLocalhost(url.Port, listen => listen.Protocols = protocols);
+        }
+        else if (url.Host is "0.0.0.0" or "*" or "+")
+        {
+            kestrel.ListenAnyIP(url.Port, listen => listen.Protocols = protocols);
+        }
+        else
+        {
+            kestrel.Listen(IPAddress.Parse(url.Host), url.Port, listen => listen.Protocols = protocols);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+using RaftKv.Contracts;
+using RaftKv.Hosting;
+using RaftKv.RaftCore;
+using RaftKv.StateMachine;
+using KvHttpResult = Microsoft.AspNetCore.Http.HttpResults.Results<
+    Microsoft.AspNetCore.Http.HttpResults.Ok<RaftKv.Contracts.KvResponse>,
+    Microsoft.AspNetCore.Http.HttpResults.NotFound<RaftKv.Contracts.KvResponse>,
+    Microsoft.AspNetCore.Http.HttpResults.Conflict<RaftKv.Contracts.KvResponse>,
+    Microsoft.AspNetCore.Http.HttpResults.JsonHttpResult<RaftKv.Contracts.ProblemResponse>>;
+
+namespace RaftKv.Server;
+
+/// <summary>
+/// The KV application on the node runtime: its state machine and settings (<see cref="AddKvStore"/>) and its routes
+/// (<see cref="MapKvApi"/>): POST /command and GET|PUT|DELETE /kv/{key} (DESIGN.md). Requests are checked in
+/// <see cref="KvRequests"/>, run through <see cref="IRaftNode"/> as encoded commands, and the node's answer is given its
+/// HTTP meaning here: 200, 404 (REST GET of a missing key), 409 (CAS mismatch), 503 + Retry-After (no leader, not applied),
+/// 504 (outcome unknown: retry with the same clientId and seq).
+/// </summary>
+public static class KvApi
+{
+    public const string LeaderHeader = "X-Raft-Leader";
+
+    /// <summary>The KV state machine and the RaftKv:Kv settings.</summary>
+    public static RaftNodeBuilder AddKvStore(this RaftNodeBuilder node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        node.AddSettings<KvOptions>("Kv");
+        node.Services.AddSingleton<IValidateOptions<KvOptions>, BodyFitsValidator>();
+        node.UseStateMachine(services => new KvStateMachine(services.GetRequiredService<IOptions<KvOptions>>().Value));
+        node.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, ContractsJson.Default);
+            json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+        });
+        return node;
+    }
+
+    public static WebApplication MapKvApi(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var kv = app.MapClientGroup();
+        kv.MapPost("/command", CommandAsync);
+        kv.MapGet("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Get, key, node, options.Value));
+        kv.MapPut("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Set, key, node, options.Value));
+        kv.MapDelete("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Delete, key, node, options.Value));
+        return app;
+    }
+
+    private static async Task<KvHttpResult> CommandAsync(HttpContext http, IRaftNode node, IOptions<KvOptions> options)
+    {
+        if (!IsJson(http.Request.ContentType))
+        {
+            return Problem(KvRequests.Problem(400, "Content-Type", $"POST /command takes application/json, not '{http.Request.ContentType ?? "nothing"}'"));
+        }
+        var body = await ReadBodyAsync(http).ConfigureAwait(false);
+        if (body is null)
+        {
+            return TooLarge(http);
+        }
+        CommandRequest? request;
+        try
+        {
+            request = JsonSerializer.Deserialize(body, ContractsJson.Strict.CommandRequest);
+        }
+        catch (JsonException error)
+        {
+            // A value of the wrong kind names its field; broken syntax names the body.
+            var aboutAField = error.Message.Contains("could not be converted", StringComparison.Ordinal)
+                || error.Message.Contains("could not be mapped", StringComparison.Ordinal);
+            var field = !aboutAField || string.IsNullOrEmpty(error.Path) || error.Path == "$" ? "body" : error.Path.TrimStart('$', '.');
+            return Problem(KvRequests.Problem(400, field, "malformed JSON: " + FirstLine(error.Message)));
+        }
+        if (request is null)
+        {
+            return Problem(KvRequests.Problem(400, "body", "the body must be a JSON object"));
+        }
+        return await ExecuteAsync(http, KvRequests.Validate(request, options.Value), node, rest: false).ConfigureAwait(false);
+    }
+
+    private static async Task<KvHttpResult> KeyAsync(HttpContext http, KvOperation operation, string key, IRaftNode node, KvOptions settings)
+    {
+        var query = http.Request.Query;
+        var request = new CommandRequest
+        {
+            Type = operation.ToString().ToUpperInvariant(),
+            Key = key,
+            ClientId = query["clientId"].FirstOrDefault(),
+            Consistency = query["consistency"].FirstOrDefault(),
+        };
+        if (query["seq"].FirstOrDefault() is { } seq)
+        {
+            if (!ulong.TryParse(seq, out var number))
+            {
+                return Problem(KvRequests.Problem(400, "seq", $"'{seq}' is not a sequence number"));
+            }
+            request.Seq = number;
+        }
+        if (operation == KvOperation.Set)
+        {
+            var body = await ReadBodyAsync(http).ConfigureAwait(false);
+            if (body is null)
+            {
+                return TooLarge(http);
+            }
+            try
+            {
+                request.Value = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body);
+            }
+            catch (DecoderFallbackException)
+            {
+                return Problem(KvRequests.Problem(400, "value", "the value must be UTF-8 text"));
+            }
+        }
+        return await ExecuteAsync(http, KvRequests.Validate(request, settings), node, rest: true).ConfigureAwait(false);
+    }
+
+    /// <summary>A valid request is run on the cluster; an invalid one is answered with its problem and changes nothing.</summary>
+    private static async Task<KvHttpResult> ExecuteAsync(HttpContext http, KvRequest request, IRaftNode node, bool rest)
+    {
+        if (request.Problem is { } problem)
+        {
+            return Problem(problem);
+        }
+        var command = request.Command!;
+        var encoded = command.Encode();
+        var answer = command.IsWrite
+            ? await node.ProposeAsync(encoded, http.RequestAborted).ConfigureAwait(false)
+            : await node.ReadAsync(encoded, request.Consistency, http.RequestAborted).ConfigureAwait(false);
+        return Answer(http, answer, rest && command.Operation == KvOperation.Get);
+    }
+
+    /// <summary>What the node's answer means over HTTP.</summary>
+    private static KvHttpResult Answer(HttpContext http, NodeAnswer answer, bool missingIs404)
+    {
+        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
+        if (leader is not null)
+        {
+            http.Response.Headers[LeaderHeader] = leader;
+        }
+        switch (answer.Status)
+        {
+            case AnswerStatus.Ok:
+                var result = KvResult.Decode(answer.Result.Span);
+                var body = new KvResponse(result.Ok, result.Value, result.Found, result.Version, result.Index, answer.Term.Value, leader, Error(result.Error));
+                if (!result.Ok)
+                {
+                    return TypedResults.Conflict(body);
+                }
+                return missingIs404 && !result.Found ? TypedResults.NotFound(body) : TypedResults.Ok(body);
+            case AnswerStatus.NoLeader:
+                return Retry(http, new ProblemResponse("urn:raftkv:problem:no-leader", "No leader", 503, answer.Reason ?? "no leader is known right now", null, leader));
+            case AnswerStatus.Lost:
+                return Retry(http, new ProblemResponse("urn:raftkv:problem:not-applied", "Write not applied", 503,
+                    (answer.Reason ?? "another leader's entry took its place") + "; nothing was applied, retry"));
+            case AnswerStatus.Unavailable:
+                return Retry(http, new ProblemResponse("urn:raftkv:problem:unavailable", "Node cannot serve this now", 503, answer.Reason ?? "unavailable"));
+            case AnswerStatus.TimedOut:
+                return Problem(new ProblemResponse("urn:raftkv:problem:timeout", "Read timed out", 504, (answer.Reason ?? "no answer in time") + "; nothing was changed"));
+            default:
+                return Problem(new ProblemResponse("urn:raftkv:problem:outcome-unknown", "Outcome unknown", 504,
+                    (answer.Reason ?? "the outcome is unknown") + ". The write may or may not be applied: retry with the same clientId and seq to apply it at most once."));
+        }
+    }
+
+    private static string? Error(KvError error) => error switch
+    {
+        KvError.None => null,
+        KvError.CasMismatch => KvResponse.CasMismatchError,
+        KvError.StaleSequence => "stale_sequence",
+        _ => "malformed",
+    };
+
+    private static KvHttpResult Problem(ProblemResponse problem) =>
+        TypedResults.Json(problem, ContractsJson.Default.ProblemResponse, ProblemResponse.ContentType, problem.Status);
+
+    private static KvHttpResult Retry(HttpContext http, ProblemResponse problem)
+    {
+        http.Response.Headers.RetryAfter = "1";
+        return Problem(problem);
+    }
+
+    private static KvHttpResult TooLarge(HttpContext http) =>
+        Problem(KvRequests.Problem(413, "body", $"the request body is larger than {Limit(http)} bytes"));
+
+    private static bool IsJson(string? contentType) =>
+        contentType is not null && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
+            || contentType.StartsWith(ProblemResponse.ContentType, StringComparison.OrdinalIgnoreCase));
+
+    private static long Limit(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<NodeOptions>>().Value.MaxRequestBodyBytes;
+
+    /// <summary>Reads the whole body; null when it is over the limit (without reading what a client sends beyond it).</summary>
+    private static async Task<byte[]?> ReadBodyAsync(HttpContext http)
+    {
+        var limit = Limit(http);
+        if (http.Request.ContentLength > limit)
+        {
+            return null;
+        }
+        var feature = http.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (feature is { IsReadOnly: false })
+        {
+            feature.MaxRequestBodySize = limit;
+        }
+        using var buffer = new MemoryStream();
+        try
+        {
+            await http.Request.Body.CopyToAsync(buffer, http.RequestAborted).ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException error) when (error.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return null;
+        }
+        return buffer.Length > limit ? null : buffer.ToArray();
+    }
+
+    private static string FirstLine(string text)
+    {
+        var end = text.IndexOf('\n', StringComparison.Ordinal);
+        return end < 0 ? text : text[..end].TrimEnd();
+    }
+
+    /// <summary>A request carrying the largest key and value must fit in the largest body the node reads.</summary>
+    private sealed class BodyFitsValidator(IOptions<NodeOptions> node) : IValidateOptions<KvOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, KvOptions options)
+        {
+            long limit;
+            try
+            {
+                limit = node.Value.MaxRequestBodyBytes;
+            }
+            catch (OptionsValidationException)
+            {
+                return ValidateOptionsResult.Skip; // the node's own section is reported on its own
+            }
+            return limit >= (long)options.MaxKeyBytes + options.MaxValueBytes
+                ? ValidateOptionsResult.Success
+                : ValidateOptionsResult.Fail($"RaftKv:Kv:MaxValueBytes: {options.MaxKeyBytes} + {options.MaxValueBytes} bytes of key and value do not fit in RaftKv:Node:MaxRequestBodyBytes ({limit})");
+        }
+    }
+}

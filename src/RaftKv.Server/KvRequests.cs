@@ -1,0 +1,104 @@
+using System.Text;
+using RaftKv.Contracts;
+using RaftKv.Hosting;
+using RaftKv.StateMachine;
+
+namespace RaftKv.Server;
+
+/// <summary>A request the KV store will run: the command and how to read; or the one problem that stops it.</summary>
+internal readonly record struct KvRequest(KvCommand? Command, ReadConsistency Consistency, ProblemResponse? Problem);
+
+/// <summary>Every check of a KV request, in one place, for POST /command and the REST routes alike. Nothing runs on a problem.</summary>
+internal static class KvRequests
+{
+    public static KvRequest Validate(CommandRequest request, KvOptions settings)
+    {
+        if (string.IsNullOrWhiteSpace(request.Type))
+        {
+            return Invalid(400, "type", "missing: one of GET, SET, DELETE, CAS");
+        }
+        KvOperation operation;
+        switch (request.Type.ToUpperInvariant())
+        {
+            case "GET": operation = KvOperation.Get; break;
+            case "SET" or "PUT": operation = KvOperation.Set; break;
+            case "DELETE": operation = KvOperation.Delete; break;
+            case "CAS": operation = KvOperation.Cas; break;
+            default: return Invalid(400, "type", $"unknown type '{request.Type}': one of GET, SET, DELETE, CAS");
+        }
+        if (string.IsNullOrEmpty(request.Key))
+        {
+            return Invalid(400, "key", "missing or empty");
+        }
+        var keyBytes = Encoding.UTF8.GetByteCount(request.Key);
+        if (keyBytes > settings.MaxKeyBytes)
+        {
+            return Invalid(400, "key", $"{keyBytes} bytes; keys are at most {settings.MaxKeyBytes} bytes");
+        }
+        var name = operation.ToString().ToUpperInvariant();
+        if (operation is KvOperation.Set or KvOperation.Cas)
+        {
+            if (request.Value is null)
+            {
+                return Invalid(400, "value", $"missing: {name} needs a value");
+            }
+            var valueBytes = Encoding.UTF8.GetByteCount(request.Value);
+            if (valueBytes > settings.MaxValueBytes)
+            {
+                return Invalid(413, "value", $"{valueBytes} bytes; values are at most {settings.MaxValueBytes} bytes");
+            }
+        }
+        else if (request.Value is not null)
+        {
+            return Invalid(400, "value", $"{name} takes no value");
+        }
+        if (operation == KvOperation.Cas)
+        {
+            if (request.Expected is null && request.ExpectedVersion is null)
+            {
+                return Invalid(400, "expected", "CAS needs expected (a value) or expectedVersion (0: the key must not exist)");
+            }
+            if (request.Expected is not null && Encoding.UTF8.GetByteCount(request.Expected) > settings.MaxValueBytes)
+            {
+                return Invalid(413, "expected", $"values are at most {settings.MaxValueBytes} bytes");
+            }
+        }
+        else if (request.Expected is not null || request.ExpectedVersion is not null)
+        {
+            return Invalid(400, request.Expected is not null ? "expected" : "expectedVersion", "only CAS takes an expected value or version");
+        }
+        if ((request.ClientId is null) != (request.Seq is null))
+        {
+            return Invalid(400, request.ClientId is null ? "clientId" : "seq", "clientId and seq go together (exactly-once sessions)");
+        }
+        if (request.ClientId is not null && (request.ClientId.Length is 0 or > 256))
+        {
+            return Invalid(400, "clientId", "between 1 and 256 characters");
+        }
+        if (request.Seq == 0)
+        {
+            return Invalid(400, "seq", "sequence numbers start at 1");
+        }
+        if (operation == KvOperation.Get && request.ClientId is not null)
+        {
+            return Invalid(400, "clientId", "reads take no session");
+        }
+        ReadConsistency consistency;
+        switch (request.Consistency?.ToLowerInvariant())
+        {
+            case null or "linearizable": consistency = ReadConsistency.Linearizable; break;
+            case "stale" when operation == KvOperation.Get: consistency = ReadConsistency.Stale; break;
+            case "stale": return Invalid(400, "consistency", "only reads can be stale");
+            default: return Invalid(400, "consistency", $"'{request.Consistency}': linearizable or stale");
+        }
+        var command = new KvCommand(operation, request.Key, request.Value, request.Expected, request.ExpectedVersion, request.ClientId, request.Seq ?? 0);
+        return new KvRequest(command, consistency, null);
+    }
+
+    /// <summary>400 (or 413 for a size) naming the field that is wrong.</summary>
+    public static KvRequest Invalid(int status, string field, string detail) => new(null, default, Problem(status, field, detail));
+
+    public static ProblemResponse Problem(int status, string field, string detail) => status == 413
+        ? new ProblemResponse("urn:raftkv:problem:too-large", "Request too large", 413, $"{field}: {detail}", field)
+        : new ProblemResponse("urn:raftkv:problem:invalid-request", "Invalid request", status, $"{field}: {detail}", field);
+}
