@@ -14,6 +14,8 @@ public sealed class CounterStateMachine : IStateMachine, IStateDigest
 
     private long _value;
     private LogIndex _applied;
+    private readonly Lock _gate = new();
+    private (long Value, LogIndex Applied) _published; // for Digest, from any thread: both as of one apply
 
     public static byte[] Add(long delta)
     {
@@ -34,6 +36,7 @@ public sealed class CounterStateMachine : IStateMachine, IStateDigest
         var data = entry.Data.Span;
         if (data.Length != 9 || data[0] != AddCommand)
         {
+            Publish();
             return Answer(ok: false);
         }
         var delta = BinaryPrimitives.ReadInt64LittleEndian(data[1..]);
@@ -44,6 +47,10 @@ public sealed class CounterStateMachine : IStateMachine, IStateDigest
         catch (OverflowException)
         {
             return Answer(ok: false);
+        }
+        finally
+        {
+            Publish();
         }
         return Answer(ok: true);
     }
@@ -59,9 +66,24 @@ public sealed class CounterStateMachine : IStateMachine, IStateDigest
         snapshot.ReadExactly(buffer);
         _value = BinaryPrimitives.ReadInt64LittleEndian(buffer);
         _applied = new LogIndex(BinaryPrimitives.ReadUInt64LittleEndian(buffer[8..]));
+        Publish();
     }
 
-    public (ulong Digest, LogIndex Index) Digest() => ((ulong)Volatile.Read(ref _value), _applied);
+    public (ulong Digest, LogIndex Index) Digest()
+    {
+        lock (_gate)
+        {
+            return ((ulong)_published.Value, _published.Applied);
+        }
+    }
+
+    private void Publish()
+    {
+        lock (_gate)
+        {
+            _published = (_value, _applied);
+        }
+    }
 
     private byte[] Answer(bool ok)
     {

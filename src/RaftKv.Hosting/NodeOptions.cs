@@ -75,13 +75,17 @@ public sealed class NodeOptions : IValidatedOptions
             failures.Add($"NodeId: '{NodeId}' is not a node id (use n1, n2, … or 1, 2, …)");
         }
         failures.AddRange(ValidatePeers(self));
-        if (!IsHttpUrl(Http))
+        if (!IsListenUrl(Http))
         {
-            failures.Add($"Http: '{Http}' is not an absolute http:// URL with a port");
+            failures.Add($"Http: '{Http}' is not an http:// URL with a port and an address to listen on (an IP address or localhost)");
         }
-        if (!string.IsNullOrWhiteSpace(Peer) && !IsHttpUrl(Peer))
+        if (!string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(Peer))
         {
-            failures.Add($"Peer: '{Peer}' is not an absolute http:// URL with a port");
+            failures.Add($"Peer: '{Peer}' is not an http:// URL with a port and an address to listen on (an IP address or localhost)");
+        }
+        if (failures.Count == 0 && string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(PeerUrl.ToString()))
+        {
+            failures.Add($"Peer: this node listens for peers at its own URL in Peers ({PeerUrl}), which names no address to listen on; set Peer (for example http://0.0.0.0:{PeerUrl.Port})");
         }
         if (failures.Count == 0 && HttpUrl.Port == PeerUrl.Port)
         {
@@ -145,4 +149,9 @@ public sealed class NodeOptions : IValidatedOptions
 
     private static bool IsHttpUrl(string text) =>
         Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsDefaultPort && uri.AbsolutePath == "/";
+
+    /// <summary>An http:// URL this node can listen on: an IP address, localhost, or 0.0.0.0 / * / + for every address.</summary>
+    private static bool IsListenUrl(string text) =>
+        IsHttpUrl(text) && new Uri(text) is var uri
+        && (uri.Host is "localhost" or "*" or "+" || uri.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6);
 }

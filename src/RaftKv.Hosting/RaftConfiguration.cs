@@ -155,11 +155,21 @@ internal sealed class SectionValidator<T>(SettingsSection section, SectionBinder
     }
 }
 
-/// <summary>Command-line words that set nothing (a misspelt --tick-mss): refused at start, like a bad value.</summary>
-internal sealed class CommandLineValidator(IReadOnlyList<string> unknown) : IValidateOptions<NodeOptions>
+/// <summary>
+/// What sets nothing is refused at start, like a bad value: command-line words that name no setting (a misspelt
+/// --tick-mss) and sections under RaftKv that no component reads (a misspelt RAFTKV_Nod__TickMs).
+/// </summary>
+internal sealed class UnreadSettingsValidator(IReadOnlyList<string> unknownSwitches, IReadOnlyList<SettingsSection> sections, IConfiguration configuration)
+    : IValidateOptions<NodeOptions>
 {
-    public ValidateOptionsResult Validate(string? name, NodeOptions options) =>
-        unknown.Count == 0
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail(unknown.Select(word => $"command line: '{word}' is not a setting (see docs/configuration.md)"));
+    public ValidateOptionsResult Validate(string? name, NodeOptions options)
+    {
+        var known = sections.Select(s => s.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var failures = unknownSwitches.Select(word => $"command line: '{word}' is not a setting (see docs/configuration.md)")
+            .Concat(configuration.GetSection(RaftConfiguration.Root).GetChildren()
+                .Where(section => !known.Contains(section.Key))
+                .Select(section => $"{section.Path}: no such section (the sections are {string.Join(", ", sections.Select(s => s.Name))})"))
+            .ToList();
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
 }

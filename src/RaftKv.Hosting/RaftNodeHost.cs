@@ -34,6 +34,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     private Task? _loopTask;
     private Task? _tickerTask;
     private NodeId _lastLeader;
+    private readonly int _maxCommandBytes;
 
     public RaftNodeHost(
         IOptions<NodeOptions> node,
@@ -52,12 +53,16 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _loop = loop.Value;
         _storage = storage.Value;
         _transportOptions = transport.Value;
+        _maxCommandBytes = _storage.MaxEntryBytes - LogEntryFramingBytes;
         StateMachine = stateMachine;
         _loggers = loggers;
         _logger = loggers.CreateLogger<RaftNodeHost>();
         _metrics = metrics;
         _lifetime = lifetime;
     }
+
+    /// <summary>What a log record adds to a command (index, term, kind, lengths): a generous bound, so the command always fits.</summary>
+    private const int LogEntryFramingBytes = 64;
 
     public NodeId Self => _node.Id;
 
@@ -90,7 +95,14 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var directory = Path.GetFullPath(_node.DataDir);
-        Directory.CreateDirectory(directory);
+        try
+        {
+            Directory.CreateDirectory(directory);
+        }
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
+        {
+            throw new StorageException($"cannot create the data directory {directory}: {error.Message}", error);
+        }
         var files = new PhysicalFileSystem(directory);
         _log = new WalLogStore(files, _storage, _loggers.CreateLogger<WalLogStore>());
         _snapshots = new FileSnapshotStore(files, _storage);
@@ -249,6 +261,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     /// <summary>Proposes on this node; null when this node does not lead (the caller forwards).</summary>
     private async Task<NodeAnswer?> ProposeHereAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
     {
+        if (command.Length > _maxCommandBytes)
+        {
+            // The log would refuse the entry by failing the node's storage: refuse the command instead, before it is appended.
+            return NodeAnswer.Failed(AnswerStatus.Unavailable, Loop.KnownLeader,
+                $"a command of {command.Length} bytes is larger than the log takes (RaftKv:Storage:MaxEntryBytes {_storage.MaxEntryBytes}, less framing)");
+        }
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_node.RequestTimeout);
         ProposalOutcome outcome;
@@ -308,8 +326,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             _metrics.Forwarded();
             return answer.Leader.IsNone ? answer with { Leader = leader } : answer;
         }
-        catch (RpcException error) when (error.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Cancelled)
+        catch (RpcException error)
         {
+            // The leader did not answer, or answered with a failure of the call itself: a write may or may not have been applied.
             LogForwardFailed(leader, error.Status.Detail);
             return kind == ForwardKind.Write
                 ? NodeAnswer.Failed(AnswerStatus.Unknown, leader, $"the leader {leader} did not answer the forwarded write ({error.StatusCode})")
@@ -339,7 +358,15 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             _lastLeader = state.Leader;
             _metrics.LeaderChanged();
-            LeaderChanged?.Invoke(this, new LeaderChangedEventArgs(state.Leader, state.Term, state.Role));
+            try
+            {
+                LeaderChanged?.Invoke(this, new LeaderChangedEventArgs(state.Leader, state.Term, state.Role));
+            }
+            catch (Exception error) when (error is not InvariantViolationException)
+            {
+                // An application's handler must not stop the node loop: it is logged, and the node goes on.
+                LogHandlerFailed(error);
+            }
         }
     }
 
@@ -358,6 +385,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "{Node} stopped; log closed")]
     private partial void LogStopped(NodeId node);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Error, Message = "a LeaderChanged handler failed; the node goes on")]
+    private partial void LogHandlerFailed(Exception error);
 
     [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "forwarding to the leader {Leader} failed: {Detail}")]
     private partial void LogForwardFailed(NodeId leader, string detail);

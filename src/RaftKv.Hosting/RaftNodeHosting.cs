@@ -88,7 +88,9 @@ public static class RaftNodeHosting
         var switches = RaftConfiguration.SwitchMappings(node.Sections);
         builder.Configuration.AddRaftKvEnvironment();
         builder.Configuration.AddCommandLine([.. args], switches);
-        builder.Services.AddSingleton<IValidateOptions<NodeOptions>>(new CommandLineValidator(RaftConfiguration.UnknownSwitches(args, switches)));
+        var unknownSwitches = RaftConfiguration.UnknownSwitches(args, switches);
+        builder.Services.AddSingleton<IValidateOptions<NodeOptions>>(services =>
+            new UnreadSettingsValidator(unknownSwitches, node.Sections, services.GetRequiredService<IConfiguration>()));
 
         var services = builder.Services;
         services.AddSerilog((provider, logging) =>
@@ -233,7 +235,7 @@ public static class RaftNodeHosting
         }
         else
         {
-            kestrel.Listen(IPAddress.Parse(url.Host), url.Port, listen => listen.Protocols = protocols);
+            kestrel.Listen(IPAddress.Parse(url.DnsSafeHost), url.Port, listen => listen.Protocols = protocols);
         }
     }
 }

@@ -898,7 +898,6 @@ public sealed class RaftNode
         }
     }
 
-    /// <summary>Whether a <see cref="GetReady"/> would hand out any work.</summary>
     /// <summary>
     /// Whether <see cref="GetReady"/> has work to hand out. A pure query: it changes nothing, however often it is asked.
     /// Appends queued for followers and reads waiting for a ReadIndex round count as work; <see cref="GetReady"/> is the
