@@ -3,10 +3,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using HdrHistogram;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 using RaftKv.Client;
 using Spectre.Console;
 
@@ -91,7 +87,7 @@ internal static class BenchmarkCommand
             var reports = new List<BenchmarkReport>();
             if (result.GetValue(baseline))
             {
-                await using var noop = await NoopEndpoint.StartAsync().ConfigureAwait(false);
+                await using var noop = NoopHttpServer.Start();
                 reports.Add(await RunAsync(context, result, settings with { Target = "do-nothing endpoint " + noop.Address }, noop.Address, json, cancellationToken).ConfigureAwait(false));
             }
             reports.Add(await RunAsync(context, result, settings, null, json, cancellationToken).ConfigureAwait(false));
@@ -270,45 +266,5 @@ internal static class BenchmarkCommand
             $"p50 {report.P50Ms:0.###}  p90 {report.P90Ms:0.###}  p99 {report.P99Ms:0.###}  p99.9 {report.P999Ms:0.###}  max {report.MaxMs:0.###}  mean {report.MeanMs:0.###}"));
         table.AddRow("errors", report.Errors == 0 ? "0" : Markup.Escape(string.Join(", ", report.ErrorsByKind.Select(e => $"{e.Key} {e.Value:N0}"))));
         AnsiConsole.Write(table);
-    }
-
-    /// <summary>An HTTP endpoint that answers /command at once with a fixed body: what the tool costs by itself.</summary>
-    private sealed class NoopEndpoint : IAsyncDisposable
-    {
-        private static readonly byte[] Body = """{"ok":true,"value":"x","found":true,"version":1,"index":1,"term":1,"leader":"n1"}"""u8.ToArray();
-        private readonly WebApplication _app;
-
-        private NoopEndpoint(WebApplication app, Uri address)
-        {
-            _app = app;
-            Address = address;
-        }
-
-        public Uri Address { get; }
-
-        public static async Task<NoopEndpoint> StartAsync()
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            var app = builder.Build();
-            app.MapPost("/command", async (HttpContext http) =>
-            {
-                await http.Request.Body.CopyToAsync(Stream.Null).ConfigureAwait(false);
-                http.Response.ContentType = "application/json";
-                http.Response.Headers["X-Raft-Leader"] = "n1";
-                await http.Response.Body.WriteAsync(Body).ConfigureAwait(false);
-            });
-            app.MapGet("/status", () => Results.Text("""{"nodeId":"n1","role":"Leader","term":1,"leader":"n1","commit":1,"applied":1,"lastIndex":1,"firstIndex":1,"snapshotIndex":0,"voters":["n1"],"storage":{"failed":false,"walBytes":0,"segments":0,"pendingProposals":0,"droppedInboxMessages":0},"peers":[]}""", "application/json"));
-            await app.StartAsync().ConfigureAwait(false);
-            var address = new Uri(app.Urls.First());
-            return new NoopEndpoint(app, address);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _app.StopAsync().ConfigureAwait(false);
-            await _app.DisposeAsync().ConfigureAwait(false);
-        }
     }
 }
