@@ -6,7 +6,8 @@
 # processes, read from /proc) divided by the operations the cluster served, the figure machine noise moves least.
 #   scripts/bench.sh [seconds-per-run] [repeats]
 # RAFTKV_SERVER_TREE=<another checkout> runs that checkout's server under this checkout's raft-cli: two versions of the
-# server, driven by the same tool, compared in one sitting (run the two alternately).
+# server, driven by the same tool, compared in one sitting (run the two alternately). RAFTKV_BENCH_LOADS picks the loads
+# (";"-separated benchmark options, e.g. "--clients 64 --read-ratio 0.9").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +37,9 @@ server_cpu_ms() {
 echo "== warm-up (JIT, tiered compilation, connection pools): 30 s, not counted"
 "${cli[@]}" benchmark --duration 30 --clients 64 --read-ratio 0.5 --baseline >/dev/null
 
+IFS=';' read -r -a loads <<<"${RAFTKV_BENCH_LOADS:---clients 1;--clients 16;--clients 64;--clients 64 --read-ratio 0.9}"
 for round in $(seq 1 "$repeats"); do
-  for load in "--clients 1" "--clients 16" "--clients 64" "--clients 64 --read-ratio 0.9"; do
+  for load in "${loads[@]}"; do
     echo "== round $round: $load"
     before=$(server_cpu_ms)
     # shellcheck disable=SC2086

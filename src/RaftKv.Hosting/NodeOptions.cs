@@ -32,6 +32,9 @@ public sealed class NodeOptions : IValidatedOptions
     /// <summary>The largest request body Kestrel reads on the client port.</summary>
     public long MaxRequestBodyBytes { get; set; } = 2L * 1024 * 1024 + 64 * 1024;
 
+    /// <summary>/health/ready fails while this node's applied index is more than this many entries behind its commit index.</summary>
+    public int ReadyMaxApplyLagEntries { get; set; } = 1_000;
+
     /// <summary>"text" (default) or "json".</summary>
     public string LogFormat { get; set; } = "text";
 
@@ -98,6 +101,7 @@ public sealed class NodeOptions : IValidatedOptions
         Range(failures, nameof(TickMs), TickMs, 1, 10_000);
         Range(failures, nameof(RequestTimeoutMs), RequestTimeoutMs, 10, 600_000);
         Range(failures, nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, 1024, 1L << 30);
+        Range(failures, nameof(ReadyMaxApplyLagEntries), ReadyMaxApplyLagEntries, 0, int.MaxValue);
         if (LogFormat is not ("text" or "json"))
         {
             failures.Add($"LogFormat: '{LogFormat}' must be text or json");

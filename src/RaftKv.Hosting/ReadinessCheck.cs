@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using RaftKv.Contracts;
 
 namespace RaftKv.Hosting;
@@ -9,9 +10,9 @@ namespace RaftKv.Hosting;
 /// Ready to serve: the storage works, a leader is known, and this node has applied what it knows is committed (within a
 /// small lag). Liveness (/health) only asks whether the process answers.
 /// </summary>
-internal sealed class ReadinessCheck(RaftNodeHost node) : IHealthCheck
+internal sealed class ReadinessCheck(RaftNodeHost node, IOptions<NodeOptions> options) : IHealthCheck
 {
-    public const ulong MaxApplyLag = 1_000;
+    private readonly ulong _maxApplyLag = (ulong)options.Value.ReadyMaxApplyLagEntries;
 
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -33,9 +34,9 @@ internal sealed class ReadinessCheck(RaftNodeHost node) : IHealthCheck
         {
             return HealthCheckResult.Unhealthy($"no leader known in term {raft.Term.Value}");
         }
-        if (raft.Commit.Value - raft.Applied.Value > MaxApplyLag)
+        if (raft.Commit.Value - raft.Applied.Value > _maxApplyLag)
         {
-            return HealthCheckResult.Unhealthy($"applied {raft.Applied.Value} is more than {MaxApplyLag} behind commit {raft.Commit.Value}");
+            return HealthCheckResult.Unhealthy($"applied {raft.Applied.Value} is more than {_maxApplyLag} behind commit {raft.Commit.Value}");
         }
         return HealthCheckResult.Healthy($"{raft.Role.ToString().ToLowerInvariant()} in term {raft.Term.Value}, leader {raft.Leader}, applied {raft.Applied.Value} of commit {raft.Commit.Value}");
     }
