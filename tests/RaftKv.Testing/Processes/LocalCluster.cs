@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 
@@ -114,6 +115,26 @@ public sealed class LocalCluster : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(node);
         return await node.Client.PostAsync(new Uri("/command", UriKind.Relative),
             JsonContent.Create(new { type = "SET", key, value }), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A SET in a session, retried while the answer is 503 (no leader, not applied) or 504 (outcome unknown), as a client
+    /// does: the session applies it at most once. Returns the last answer (at most 20 attempts, 100 ms apart).
+    /// </summary>
+    public static async Task<HttpResponseMessage> SetInSessionAsync(ServerProcess node, string key, string value, string clientId, ulong seq)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        for (var attempt = 1; ; attempt++)
+        {
+            var response = await node.Client.PostAsync(new Uri("/command", UriKind.Relative),
+                JsonContent.Create(new { type = "SET", key, value, clientId, seq })).ConfigureAwait(false);
+            if (response.StatusCode is not (HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout) || attempt == 20)
+            {
+                return response;
+            }
+            response.Dispose();
+            await Task.Delay(100).ConfigureAwait(false);
+        }
     }
 
     public static async Task<JsonElement> GetAsync(ServerProcess node, string key, bool stale = false)
