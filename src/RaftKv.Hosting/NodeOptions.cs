@@ -137,6 +137,10 @@ public sealed class NodeOptions : IValidatedOptions
         {
             yield return $"Peers: does not list this node ({self}); every member, this one included, must be listed";
         }
+        if (seen.Count == 0)
+        {
+            yield return $"Peers: '{Peers}' lists no member (leave it empty for a single-node cluster)";
+        }
         if (seen.Count > 7)
         {
             yield return $"Peers: {seen.Count} members; RaftKv clusters have at most 7";

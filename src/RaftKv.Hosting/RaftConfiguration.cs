@@ -104,7 +104,14 @@ public static class RaftConfiguration
             }
             if (equals < 0)
             {
-                i++; // --name value
+                if (i + 1 == args.Count || args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                {
+                    unknown.Add(flag + " (no value)"); // "--data-dir $DIR" with DIR unset must not fall back to ./data
+                }
+                else
+                {
+                    i++; // --name value
+                }
             }
         }
         return unknown;
@@ -128,6 +135,14 @@ internal sealed class SectionBinder<T>(SettingsSection section, IConfiguration c
 
     public void Configure(T options)
     {
+        // Only settable settings: a key that names a derived property (RaftKv:Node:Id) would bind to nothing, silently.
+        var settings = section.Settings().Select(s => s.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var unknown = configuration.GetSection(section.Path).GetChildren().Select(c => c.Key).Where(key => !settings.Contains(key)).ToList();
+        if (unknown.Count > 0)
+        {
+            Failure = $"{string.Join(", ", unknown)}: not a setting of this section (see docs/configuration.md)";
+            return;
+        }
         try
         {
             configuration.GetSection(section.Path).Bind(options, binder => binder.ErrorOnUnknownConfiguration = true);

@@ -53,7 +53,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _loop = loop.Value;
         _storage = storage.Value;
         _transportOptions = transport.Value;
-        _maxCommandBytes = _storage.MaxEntryBytes - LogEntryFramingBytes;
+        _maxCommandBytes = MaxCommandBytes(_storage);
         StateMachine = stateMachine;
         _loggers = loggers;
         _logger = loggers.CreateLogger<RaftNodeHost>();
@@ -63,6 +63,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     /// <summary>What a log record adds to a command (index, term, kind, lengths): a generous bound, so the command always fits.</summary>
     private const int LogEntryFramingBytes = 64;
+
+    /// <summary>The largest command or query this node takes: what a log entry holds, less its framing.</summary>
+    public static int MaxCommandBytes(StorageOptions storage) => storage.MaxEntryBytes - LogEntryFramingBytes;
+
+    /// <summary>Bytes a peer message adds around one entry (message header, entry header): the transport's bound must hold both.</summary>
+    public const int MessageFramingBytes = 1024;
 
     public NodeId Self => _node.Id;
 
@@ -125,7 +131,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             if (t.IsFaulted)
             {
-                // A broken invariant: the node must stop, never limp on with a corrupt state.
+                // A broken invariant, or an application's state machine that threw: the node must stop, never limp on
+                // with a corrupt state.
                 var error = t.Exception!.GetBaseException();
                 LogLoopFailed(error);
                 Environment.ExitCode = 70;
@@ -188,9 +195,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
                 {
                     await task.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is TimeoutException or OperationCanceledException or InvariantViolationException)
+                catch (Exception e) when (e is TimeoutException or OperationCanceledException || task.IsFaulted)
                 {
-                    // Stopping anyway.
+                    // Stopping anyway; a loop that failed was logged (and set the exit code) when it failed.
                 }
             }
         }
@@ -218,32 +225,42 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public async Task<NodeAnswer> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
     {
+        if (TooLarge(command) is { } refused)
+        {
+            return refused; // refused here, before it travels or reaches any log
+        }
         var leader = Loop.KnownLeader;
         if (leader == Self)
         {
-            if (await ProposeHereAsync(command, cancellationToken).ConfigureAwait(false) is { } answer)
+            var (answer, hint) = await ProposeHereAsync(command, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
             {
                 return answer;
             }
-            leader = Loop.KnownLeader; // leadership moved while we tried
+            leader = hint; // leadership moved while we tried: the core's hint is fresher than the published leader
         }
         return await ForwardAsync(ForwardKind.Write, command, leader, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<NodeAnswer> ReadAsync(ReadOnlyMemory<byte> query, ReadConsistency consistency, CancellationToken cancellationToken = default)
     {
+        if (TooLarge(query) is { } refused)
+        {
+            return refused;
+        }
         if (consistency == ReadConsistency.Stale)
         {
-            return (await ReadHereAsync(query, linearizable: false, cancellationToken).ConfigureAwait(false))!;
+            return (await ReadHereAsync(query, linearizable: false, cancellationToken).ConfigureAwait(false)).Answer!;
         }
         var leader = Loop.KnownLeader;
         if (leader == Self)
         {
-            if (await ReadHereAsync(query, linearizable: true, cancellationToken).ConfigureAwait(false) is { } answer)
+            var (answer, hint) = await ReadHereAsync(query, linearizable: true, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
             {
                 return answer;
             }
-            leader = Loop.KnownLeader;
+            leader = hint;
         }
         return await ForwardAsync(ForwardKind.LinearizableRead, query, leader, cancellationToken).ConfigureAwait(false);
     }
@@ -252,21 +269,26 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     public async Task<NodeAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var answer = request.Kind == ForwardKind.Write
+        if (TooLarge(request.Command) is { } refused)
+        {
+            return refused;
+        }
+        var (answer, hint) = request.Kind == ForwardKind.Write
             ? await ProposeHereAsync(request.Command, cancellationToken).ConfigureAwait(false)
             : await ReadHereAsync(request.Command, linearizable: true, cancellationToken).ConfigureAwait(false);
-        return answer ?? NodeAnswer.Failed(AnswerStatus.NoLeader, Loop.KnownLeader, "the leader changed while the request was forwarded");
+        return answer ?? NodeAnswer.Failed(AnswerStatus.NoLeader, hint, "the leader changed while the request was forwarded");
     }
 
-    /// <summary>Proposes on this node; null when this node does not lead (the caller forwards).</summary>
-    private async Task<NodeAnswer?> ProposeHereAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
+    /// <summary>A command or query larger than the log (or a peer message) takes: refused, never appended.</summary>
+    private NodeAnswer? TooLarge(ReadOnlyMemory<byte> command) =>
+        command.Length <= _maxCommandBytes
+            ? null
+            : NodeAnswer.Failed(AnswerStatus.TooLarge, NodeId.None,
+                $"{command.Length} bytes; commands are at most {_maxCommandBytes} bytes (RaftKv:Storage:MaxEntryBytes {_storage.MaxEntryBytes}, less framing)");
+
+    /// <summary>Proposes on this node. No answer (and the core's leader hint) when this node does not lead: the caller forwards.</summary>
+    private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> ProposeHereAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
     {
-        if (command.Length > _maxCommandBytes)
-        {
-            // The log would refuse the entry by failing the node's storage: refuse the command instead, before it is appended.
-            return NodeAnswer.Failed(AnswerStatus.Unavailable, Loop.KnownLeader,
-                $"a command of {command.Length} bytes is larger than the log takes (RaftKv:Storage:MaxEntryBytes {_storage.MaxEntryBytes}, less framing)");
-        }
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_node.RequestTimeout);
         ProposalOutcome outcome;
@@ -276,22 +298,22 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs} ms");
+            return (NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs} ms"), default);
         }
         _metrics.ProposalOutcome(outcome.Status);
         var leader = Loop.KnownLeader;
         return outcome.Status switch
         {
-            ProposalStatus.Applied => new NodeAnswer(AnswerStatus.Ok, outcome.Result, outcome.Index, outcome.Term, leader, null),
-            ProposalStatus.NotLeader => null,
-            ProposalStatus.Lost => NodeAnswer.Failed(AnswerStatus.Lost, leader, outcome.Reason ?? "another leader's entry took its place"),
-            ProposalStatus.Rejected => NodeAnswer.Failed(AnswerStatus.Unavailable, leader, outcome.Reason ?? "refused"),
-            _ => NodeAnswer.Failed(AnswerStatus.Unknown, leader, outcome.Reason ?? "the node lost track of the write"),
+            ProposalStatus.Applied => (new NodeAnswer(AnswerStatus.Ok, outcome.Result, outcome.Index, outcome.Term, leader, null), default),
+            ProposalStatus.NotLeader => (null, outcome.LeaderHint),
+            ProposalStatus.Lost => (NodeAnswer.Failed(AnswerStatus.Lost, leader, outcome.Reason ?? "another leader's entry took its place"), default),
+            ProposalStatus.Rejected => (NodeAnswer.Failed(AnswerStatus.Unavailable, leader, outcome.Reason ?? "refused"), default),
+            _ => (NodeAnswer.Failed(AnswerStatus.Unknown, leader, outcome.Reason ?? "the node lost track of the write"), default),
         };
     }
 
-    /// <summary>Reads on this node; null when a linearizable read finds that this node does not lead.</summary>
-    private async Task<NodeAnswer?> ReadHereAsync(ReadOnlyMemory<byte> query, bool linearizable, CancellationToken cancellationToken)
+    /// <summary>Reads on this node. No answer (and the core's leader hint) when a linearizable read finds that this node does not lead.</summary>
+    private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> ReadHereAsync(ReadOnlyMemory<byte> query, bool linearizable, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_node.RequestTimeout);
@@ -302,13 +324,13 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return NodeAnswer.Failed(AnswerStatus.TimedOut, Loop.KnownLeader, $"no answer within {_node.RequestTimeoutMs} ms");
+            return (NodeAnswer.Failed(AnswerStatus.TimedOut, Loop.KnownLeader, $"no answer within {_node.RequestTimeoutMs} ms"), default);
         }
         return read.Status switch
         {
-            ReadOutcomeStatus.Ok => new NodeAnswer(AnswerStatus.Ok, read.Result, read.AppliedIndex, Loop.KnownTerm, Loop.KnownLeader, null),
-            ReadOutcomeStatus.NotLeader => null,
-            _ => NodeAnswer.Failed(AnswerStatus.Unavailable, Loop.KnownLeader, read.Reason ?? "unavailable"),
+            ReadOutcomeStatus.Ok => (new NodeAnswer(AnswerStatus.Ok, read.Result, read.AppliedIndex, Loop.KnownTerm, Loop.KnownLeader, null), default),
+            ReadOutcomeStatus.NotLeader => (null, read.LeaderHint),
+            _ => (NodeAnswer.Failed(AnswerStatus.Unavailable, Loop.KnownLeader, read.Reason ?? "unavailable"), default),
         };
     }
 
@@ -324,7 +346,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             var answer = await Transport.ForwardAsync(leader, new ForwardedRequest(Self, kind, command),
                 _node.RequestTimeout + TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
             _metrics.Forwarded();
-            return answer.Leader.IsNone ? answer with { Leader = leader } : answer;
+            // An answer names the leader that gave it; a refusal names whom the leader knows of (perhaps nobody).
+            return answer.Status == AnswerStatus.Ok && answer.Leader.IsNone ? answer with { Leader = leader } : answer;
         }
         catch (RpcException error)
         {

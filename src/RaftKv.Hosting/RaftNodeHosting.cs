@@ -80,6 +80,7 @@ public static class RaftNodeHosting
         node.AddSettings<NodeLoopOptions>("Loop");
         node.AddSettings<StorageOptions>("Storage");
         node.AddSettings<TransportOptions>("Transport");
+        node.Services.AddSingleton<IValidateOptions<TransportOptions>, EntryFitsMessageValidator>();
         configure(node);
         if (!node.HasStateMachine)
         {
@@ -143,6 +144,16 @@ public static class RaftNodeHosting
             Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2);
         });
         return node;
+    }
+
+    /// <summary>
+    /// The largest command or query the node takes (from RaftKv:Storage:MaxEntryBytes): a larger one is answered
+    /// <see cref="AnswerStatus.TooLarge"/>. An application checks its own largest request against it at start.
+    /// </summary>
+    public static int MaxCommandBytes(this IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return RaftNodeHost.MaxCommandBytes(services.GetRequiredService<IOptions<StorageOptions>>().Value);
     }
 
     /// <summary>The node's own routes: /status, /health, /health/ready and /metrics on the client port, the peer service on the peer port.</summary>
@@ -237,5 +248,25 @@ public static class RaftNodeHosting
         {
             kestrel.Listen(IPAddress.Parse(url.DnsSafeHost), url.Port, listen => listen.Protocols = protocols);
         }
+    }
+}
+
+/// <summary>One log entry of the largest size must fit in one peer message, or it could be appended and never replicated.</summary>
+internal sealed class EntryFitsMessageValidator(IOptions<StorageOptions> storage) : IValidateOptions<TransportOptions>
+{
+    public ValidateOptionsResult Validate(string? name, TransportOptions options)
+    {
+        int entry;
+        try
+        {
+            entry = storage.Value.MaxEntryBytes;
+        }
+        catch (OptionsValidationException)
+        {
+            return ValidateOptionsResult.Skip; // the storage section is reported on its own
+        }
+        return (long)entry + RaftNodeHost.MessageFramingBytes <= options.MaxMessageBytes
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail($"RaftKv:Transport:MaxMessageBytes: {options.MaxMessageBytes} cannot carry an entry of RaftKv:Storage:MaxEntryBytes ({entry}) and its framing ({RaftNodeHost.MessageFramingBytes})");
     }
 }

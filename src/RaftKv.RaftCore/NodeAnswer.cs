@@ -20,6 +20,9 @@ public enum AnswerStatus
 
     /// <summary>A read had no answer in time. Reads change nothing.</summary>
     TimedOut,
+
+    /// <summary>The command is larger than the log or the peer protocol takes; it was not appended and never will be.</summary>
+    TooLarge,
 }
 
 /// <summary>

@@ -735,6 +735,10 @@ public sealed class RaftNode
 
     private bool AppendsWaiting()
     {
+        if (!_sendToAll && _sendTo.Count == 0)
+        {
+            return false;
+        }
         foreach (var (id, progress) in _progress)
         {
             if ((_sendToAll || _sendTo.Contains(id)) && WouldSendAppend(progress))
@@ -907,15 +911,15 @@ public sealed class RaftNode
     {
         get
         {
-            return HasUnflushed
-                || _messages.Count > 0
+            return _messages.Count > 0
                 || _messagesAfterPersist.Count > 0
                 || _log.HasUnpersisted
                 || _log.PendingSnapshot is not null
                 || HardState != _persistedHardState
                 || _log.HasToApply
                 || _reads.HasCompleted
-                || SoftState != _reportedSoftState;
+                || SoftState != _reportedSoftState
+                || HasUnflushed;
         }
     }
 

@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using RaftKv.Contracts;
@@ -8,9 +7,7 @@ using RaftKv.Hosting;
 using RaftKv.RaftCore;
 using RaftKv.StateMachine;
 using KvHttpResult = Microsoft.AspNetCore.Http.HttpResults.Results<
-    Microsoft.AspNetCore.Http.HttpResults.Ok<RaftKv.Contracts.KvResponse>,
-    Microsoft.AspNetCore.Http.HttpResults.NotFound<RaftKv.Contracts.KvResponse>,
-    Microsoft.AspNetCore.Http.HttpResults.Conflict<RaftKv.Contracts.KvResponse>,
+    RaftKv.Server.KvAnswerResult,
     Microsoft.AspNetCore.Http.HttpResults.JsonHttpResult<RaftKv.Contracts.ProblemResponse>>;
 
 namespace RaftKv.Server;
@@ -33,11 +30,6 @@ public static class KvApi
         node.AddSettings<KvOptions>("Kv");
         node.Services.AddSingleton<IValidateOptions<KvOptions>, BodyFitsValidator>();
         node.UseStateMachine(services => new KvStateMachine(services.GetRequiredService<IOptions<KvOptions>>().Value));
-        node.Services.ConfigureHttpJsonOptions(json =>
-        {
-            json.SerializerOptions.TypeInfoResolverChain.Insert(0, ContractsJson.Default);
-            json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
-        });
         return node;
     }
 
@@ -146,13 +138,21 @@ public static class KvApi
         switch (answer.Status)
         {
             case AnswerStatus.Ok:
-                var result = KvResult.Decode(answer.Result.Span);
-                var body = new KvResponse(result.Ok, result.Value, result.Found, result.Version, result.Index, answer.Term.Value, leader, Error(result.Error));
-                if (!result.Ok)
+                KvResult result;
+                try
                 {
-                    return TypedResults.Conflict(body);
+                    result = KvResult.Decode(answer.Result.Span);
                 }
-                return missingIs404 && !result.Found ? TypedResults.NotFound(body) : TypedResults.Ok(body);
+                catch (FormatException error)
+                {
+                    // Not this application's answer (a peer of another version?): what happened is unknown.
+                    return Problem(new ProblemResponse("urn:raftkv:problem:outcome-unknown", "Outcome unknown", 504,
+                        $"the answer could not be read ({error.Message}). A write may or may not be applied: retry with the same clientId and seq."));
+                }
+                var body = new KvResponse(result.Ok, result.Value, result.Found, result.Version, result.Index, answer.Term.Value, leader, Error(result.Error));
+                return new KvAnswerResult(!result.Ok ? 409 : missingIs404 && !result.Found ? 404 : 200, body);
+            case AnswerStatus.TooLarge:
+                return Problem(KvRequests.Problem(413, "body", answer.Reason ?? "the command is larger than the node takes"));
             case AnswerStatus.NoLeader:
                 return Retry(http, new ProblemResponse("urn:raftkv:problem:no-leader", "No leader", 503, answer.Reason ?? "no leader is known right now", null, leader));
             case AnswerStatus.Lost:
@@ -225,23 +225,67 @@ public static class KvApi
         return end < 0 ? text : text[..end].TrimEnd();
     }
 
-    /// <summary>A request carrying the largest key and value must fit in the largest body the node reads.</summary>
-    private sealed class BodyFitsValidator(IOptions<NodeOptions> node) : IValidateOptions<KvOptions>
+    /// <summary>
+    /// The largest request must fit in the largest body the node reads, and its command (key, value and expected value,
+    /// a client id of 256 characters, the codec's framing) in the largest command the node takes.
+    /// </summary>
+    private sealed class BodyFitsValidator(IOptions<NodeOptions> node, IServiceProvider services) : IValidateOptions<KvOptions>
     {
+        private const int CommandFramingBytes = 19 + (4 * 4) + (256 * 4);
+
         public ValidateOptionsResult Validate(string? name, KvOptions options)
         {
-            long limit;
+            long bodyLimit;
+            int commandLimit;
             try
             {
-                limit = node.Value.MaxRequestBodyBytes;
+                bodyLimit = node.Value.MaxRequestBodyBytes;
+                commandLimit = services.MaxCommandBytes();
             }
             catch (OptionsValidationException)
             {
-                return ValidateOptionsResult.Skip; // the node's own section is reported on its own
+                return ValidateOptionsResult.Skip; // the runtime's own sections are reported on their own
             }
-            return limit >= (long)options.MaxKeyBytes + options.MaxValueBytes
-                ? ValidateOptionsResult.Success
-                : ValidateOptionsResult.Fail($"RaftKv:Kv:MaxValueBytes: {options.MaxKeyBytes} + {options.MaxValueBytes} bytes of key and value do not fit in RaftKv:Node:MaxRequestBodyBytes ({limit})");
+            var failures = new List<string>();
+            if (bodyLimit < (long)options.MaxKeyBytes + options.MaxValueBytes)
+            {
+                failures.Add($"RaftKv:Kv:MaxValueBytes: {options.MaxKeyBytes} + {options.MaxValueBytes} bytes of key and value do not fit in RaftKv:Node:MaxRequestBodyBytes ({bodyLimit})");
+            }
+            var largestCommand = (long)options.MaxKeyBytes + (2L * options.MaxValueBytes) + CommandFramingBytes;
+            if (largestCommand > commandLimit)
+            {
+                failures.Add($"RaftKv:Kv:MaxValueBytes: the largest command ({largestCommand} bytes: key, value, expected value, client id) is larger than the node takes ({commandLimit}, from RaftKv:Storage:MaxEntryBytes)");
+            }
+            return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
         }
+    }
+}
+
+/// <summary>
+/// A KV answer over HTTP: 200, 404 (a REST read of a missing key) or 409 (the state machine refused: CAS mismatch, stale
+/// sequence), with the <see cref="KvResponse"/> as JSON. Serialized once with the contracts' generated metadata and sent
+/// with its length, the same bytes as before typed results.
+/// </summary>
+public sealed class KvAnswerResult(int statusCode, KvResponse value)
+    : IResult, IStatusCodeHttpResult, IValueHttpResult, IValueHttpResult<KvResponse>, IContentTypeHttpResult
+{
+    public int StatusCode { get; } = statusCode;
+
+    public KvResponse Value { get; } = value;
+
+    public string ContentType => "application/json";
+
+    int? IStatusCodeHttpResult.StatusCode => StatusCode;
+
+    object? IValueHttpResult.Value => Value;
+
+    public Task ExecuteAsync(HttpContext httpContext)
+    {
+        ArgumentNullException.ThrowIfNull(httpContext);
+        var body = JsonSerializer.SerializeToUtf8Bytes(Value, ContractsJson.Default.KvResponse);
+        httpContext.Response.StatusCode = StatusCode;
+        httpContext.Response.ContentType = ContentType;
+        httpContext.Response.ContentLength = body.Length;
+        return httpContext.Response.Body.WriteAsync(body, httpContext.RequestAborted).AsTask();
     }
 }

@@ -35,12 +35,12 @@ internal static class KvRequests
         {
             return Invalid(400, "key", $"{keyBytes} bytes; keys are at most {settings.MaxKeyBytes} bytes");
         }
-        var name = operation.ToString().ToUpperInvariant();
+        string Name() => operation.ToString().ToUpperInvariant(); // for messages only
         if (operation is KvOperation.Set or KvOperation.Cas)
         {
             if (request.Value is null)
             {
-                return Invalid(400, "value", $"missing: {name} needs a value");
+                return Invalid(400, "value", $"missing: {Name()} needs a value");
             }
             var valueBytes = Encoding.UTF8.GetByteCount(request.Value);
             if (valueBytes > settings.MaxValueBytes)
@@ -50,7 +50,7 @@ internal static class KvRequests
         }
         else if (request.Value is not null)
         {
-            return Invalid(400, "value", $"{name} takes no value");
+            return Invalid(400, "value", $"{Name()} takes no value");
         }
         if (operation == KvOperation.Cas)
         {

@@ -18,8 +18,8 @@ public sealed record TransportOptions : IValidatedOptions
 
     public int MaxBatchBytes { get; init; } = 4 * 1024 * 1024;
 
-    /// <summary>The largest gRPC message accepted.</summary>
-    public int MaxMessageBytes { get; init; } = 16 * 1024 * 1024;
+    /// <summary>The largest gRPC message accepted: one log entry of the storage's largest size and its framing must fit.</summary>
+    public int MaxMessageBytes { get; init; } = 17 * 1024 * 1024;
 
     public int SnapshotChunkBytes { get; init; } = 1024 * 1024;
 

@@ -114,7 +114,6 @@ internal static class MessageMapper
             ? throw new FormatException($"unknown entry kind {entry.Kind}")
             : new LogEntry(new LogIndex(entry.Index), new Term(entry.Term), (EntryKind)entry.Kind, entry.Data.Memory);
 
-    /// <summary>Bytes a message adds to a batch, without serializing it (for batch bounds).</summary>
     public static Proto.ForwardReply ToProto(NodeAnswer answer) => new()
     {
         Status = answer.Status switch
@@ -125,6 +124,7 @@ internal static class MessageMapper
             AnswerStatus.Lost => Proto.AnswerStatus.Lost,
             AnswerStatus.Unknown => Proto.AnswerStatus.Unknown,
             AnswerStatus.TimedOut => Proto.AnswerStatus.TimedOut,
+            AnswerStatus.TooLarge => Proto.AnswerStatus.TooLarge,
             _ => throw new ArgumentOutOfRangeException(nameof(answer), answer.Status, "no wire form"),
         },
         Result = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Result), // made for this answer alone
@@ -143,6 +143,7 @@ internal static class MessageMapper
             Proto.AnswerStatus.Unavailable => AnswerStatus.Unavailable,
             Proto.AnswerStatus.Lost => AnswerStatus.Lost,
             Proto.AnswerStatus.TimedOut => AnswerStatus.TimedOut,
+            Proto.AnswerStatus.TooLarge => AnswerStatus.TooLarge,
             _ => AnswerStatus.Unknown,
         },
         reply.Result.Memory,
@@ -151,6 +152,7 @@ internal static class MessageMapper
         new NodeId(reply.Leader),
         reply.Reason.Length == 0 ? null : reply.Reason);
 
+    /// <summary>Bytes a message adds to a batch, without serializing it (for batch bounds).</summary>
     public static int EstimateBytes(Message message)
     {
         var bytes = 64;

@@ -97,7 +97,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         {
             Proto.ForwardKind.Write => ForwardKind.Write,
             Proto.ForwardKind.LinearizableRead => ForwardKind.LinearizableRead,
-            _ => throw new RpcException(new Status(StatusCode.InvalidArgument, $"unknown forward kind {request.Kind}")),
+            _ => throw new RpcException(new Status(StatusCode.InvalidArgument, $"forward kind {request.Kind}: neither a write nor a read; nothing was done")),
         };
         var answer = await host.ExecuteForwardedAsync(new ForwardedRequest(new NodeId(request.From), kind, request.Command.Memory), context.CancellationToken)
             .ConfigureAwait(false);

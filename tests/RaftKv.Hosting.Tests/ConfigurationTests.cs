@@ -80,6 +80,33 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public void A_switch_left_without_a_value_is_refused_rather_than_dropped()
+    {
+        var switches = RaftConfiguration.SwitchMappings(Sections);
+
+        RaftConfiguration.UnknownSwitches(["--data-dir"], switches).Should().Equal("--data-dir (no value)");
+        RaftConfiguration.UnknownSwitches(["--data-dir", "--tick-ms", "5"], switches).Should().Equal("--data-dir (no value)");
+    }
+
+    [Theory]
+    [InlineData("RaftKv:Node:Id", "n2")]
+    [InlineData("RaftKv:Node:TickMss", "5")]
+    [InlineData("RaftKv:Node:HttpUrl", "http://127.0.0.1:1")]
+    public void A_key_that_is_no_setting_of_its_section_is_refused_even_when_the_options_have_such_a_property(string key, string value)
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection([new(key, value)]).Build();
+        var section = new SettingsSection("Node", typeof(NodeOptions));
+        var binder = new SectionBinder<NodeOptions>(section, configuration);
+        var options = new NodeOptions();
+
+        binder.Configure(options);
+        var result = new SectionValidator<NodeOptions>(section, binder).Validate(null, options);
+
+        result.Failed.Should().BeTrue();
+        result.FailureMessage.Should().StartWith("RaftKv:Node: " + key.Split(':')[^1] + ": not a setting");
+    }
+
+    [Fact]
     public void A_section_no_component_reads_and_a_switch_that_sets_nothing_are_refused()
     {
         var configuration = new ConfigurationBuilder()

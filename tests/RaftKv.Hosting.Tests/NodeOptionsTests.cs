@@ -56,4 +56,14 @@ public sealed class NodeOptionsTests
             .And.Contain(f => f.StartsWith("LogFormat: 'xml'", StringComparison.Ordinal))
             .And.Contain(f => f.StartsWith("DataDir:", StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData(",")]
+    [InlineData(" , ,")]
+    public void A_peer_list_with_no_member_is_one_line_not_a_crash(string peers)
+    {
+        var failures = new NodeOptions { Peers = peers }.Validate();
+
+        failures.Should().ContainSingle().Which.Should().StartWith("Peers:").And.Contain("lists no member");
+    }
 }

@@ -66,6 +66,7 @@ public sealed class MessageMapperTests
     [InlineData(AnswerStatus.Lost, "", "another entry was committed at its index")]
     [InlineData(AnswerStatus.Unknown, "", "stopped")]
     [InlineData(AnswerStatus.TimedOut, "", "no answer in time")]
+    [InlineData(AnswerStatus.TooLarge, "", "a command of 20000000 bytes")]
     public void A_forwarded_answer_crosses_the_wire_unread(AnswerStatus status, string result, string? reason)
     {
         var answer = new NodeAnswer(status, System.Text.Encoding.UTF8.GetBytes(result), new LogIndex(12), new Term(3), new NodeId(2), reason);
@@ -76,11 +77,13 @@ public sealed class MessageMapperTests
         back.Result.ToArray().Should().Equal(answer.Result.ToArray());
     }
 
-    [Fact]
-    public void A_reply_status_this_node_does_not_know_makes_the_outcome_unknown()
+    [Theory]
+    [InlineData(99)]
+    [InlineData(0)]
+    public void A_reply_whose_status_this_node_does_not_know_or_that_names_none_makes_the_outcome_unknown(int status)
     {
-        var reply = new Protos.ForwardReply { Status = (Protos.AnswerStatus)99 };
+        var reply = new Protos.ForwardReply { Status = (Protos.AnswerStatus)status, Result = Google.Protobuf.ByteString.CopyFromUtf8("x") };
 
-        MessageMapper.FromProto(reply).Status.Should().Be(AnswerStatus.Unknown);
+        MessageMapper.FromProto(reply).Status.Should().Be(AnswerStatus.Unknown, "an empty or foreign reply is never a success");
     }
 }
