@@ -159,6 +159,12 @@ internal sealed class RaftLog
             return false;
         }
 
+#if MUTANT_TRUNCATE_COMMITTED
+        if (prevIndex < LastIndex && entries.Count > skip)
+        {
+            TruncateFrom(prevIndex.Next());
+        }
+#endif
         for (var i = skip; i < entries.Count; i++)
         {
             var entry = entries[i];
@@ -244,6 +250,10 @@ internal sealed class RaftLog
     {
         if (index <= Committed)
         {
+#if MUTANT_COMMIT_BACKWARDS
+            // Mutant: the commit index follows whatever the leader says, even when it is lower.
+            Committed = index;
+#endif
             return; // commit never decreases
         }
         Invariant.Assert(index <= LastIndex, $"commit {index} beyond last index {LastIndex}: was the log lost?");
@@ -270,11 +280,20 @@ internal sealed class RaftLog
     /// <summary>Committed, persisted entries not yet applied, at most <paramref name="maxBytes"/> (at least one).</summary>
     public IReadOnlyList<LogEntry> ToApply(long maxBytes)
     {
+#if MUTANT_APPLY_UNCOMMITTED
+        // Mutant: entries are applied once persisted, committed or not.
+        var through = Persisted;
+#else
         var through = LogIndex.Min(Committed, Persisted);
+#endif
         return through > Applied ? Slice(Applied.Next(), through, maxBytes) : [];
     }
 
+#if MUTANT_APPLY_UNCOMMITTED
+    public bool HasToApply => Persisted > Applied && PendingSnapshot is null;
+#else
     public bool HasToApply => LogIndex.Min(Committed, Persisted) > Applied && PendingSnapshot is null;
+#endif
 
     public void AppliedTo(LogIndex index)
     {

@@ -63,7 +63,12 @@ public sealed class RaftNode
         Invariant.Assert(_log.Config is not null, "a node starts bootstrapped: with a configuration entry or a snapshot");
         Id = options.Id;
         Term = state.HardState.Term;
+#if MUTANT_SECOND_VOTE
+        // Mutant: the vote is not taken from the persisted hard state, so a node restarted in a term may vote again in it.
+        Vote = NodeId.None;
+#else
         Vote = state.HardState.Vote;
+#endif
         if (_log.LastTerm > Term)
         {
             // Unsynced entries of a later term survived a crash while the hard state that went with them did not. We never
@@ -589,6 +594,10 @@ public sealed class RaftNode
                 // Dissertation §6.2: a leader that has not heard from a quorum in an election timeout may have been deposed
                 // behind a partition; it steps down rather than serve stale reads or hold clients forever.
                 var quorumActive = Config.HasQuorum(id => id == Id || (_progress.TryGetValue(id, out var p) && p.RecentActive));
+#if MUTANT_LEASE_AFTER_CHECKQUORUM
+                // Mutant: a leader that lost touch with its quorum leads on.
+                quorumActive = true;
+#endif
                 if (!quorumActive)
                 {
                     BecomeFollower(Term, NodeId.None);
@@ -710,7 +719,12 @@ public sealed class RaftNode
     private bool MaybeCommit()
     {
         var quorumIndex = Config.CommittedIndex(id => id == Id ? _log.Persisted : _progress.TryGetValue(id, out var p) ? p.Match : LogIndex.Zero);
+#if MUTANT_OLD_TERM_COMMIT
+        // Mutant (Raft Figure 8): an entry of an earlier term is committed by counting its replicas.
+        if (quorumIndex <= _log.Committed)
+#else
         if (quorumIndex <= _log.Committed || _log.TermAt(quorumIndex) != Term)
+#endif
         {
             return false;
         }
@@ -731,7 +745,15 @@ public sealed class RaftNode
     /// <summary>Appends queued for followers, or reads that may start a ReadIndex round: what <see cref="Flush"/> would send.</summary>
     private bool HasUnflushed =>
         Role == Role.Leader
-        && (AppendsWaiting() || _resend.Count > 0 || (CommittedInCurrentTerm && _reads.HasUnsent));
+        && (AppendsWaiting() || _resend.Count > 0 || (ReadIndexAllowed && _reads.HasUnsent));
+
+    // Dissertation §6.4 step 1: a leader serves ReadIndex only once it committed an entry of its own term.
+#if MUTANT_READINDEX_EARLY
+    // Mutant: ReadIndex rounds start before this leader committed an entry of its own term.
+    private bool ReadIndexAllowed => CommittedInCurrentTerm || Role == Role.Leader;
+#else
+    private bool ReadIndexAllowed => CommittedInCurrentTerm;
+#endif
 
     private bool AppendsWaiting()
     {
@@ -798,7 +820,7 @@ public sealed class RaftNode
 
         // ReadIndex is served only once this leader has committed an entry of its own term (dissertation §6.4 step 1):
         // before that its commit index may lag what earlier leaders committed.
-        if (CommittedInCurrentTerm && _reads.HasUnsent)
+        if (ReadIndexAllowed && _reads.HasUnsent)
         {
             var round = _reads.StartRound(_log.Committed, Config, Id);
             if (round > 0)
@@ -840,12 +862,14 @@ public sealed class RaftNode
 
     private void HandleAppendEntries(AppendEntries append)
     {
+#if !MUTANT_TRUNCATE_COMMITTED
         if (append.PrevLogIndex < _log.Committed)
         {
             // Everything up to our commit index already matches the leader: say so, and let it send from there.
             Send(new AppendEntriesResponse(Id, append.From, Term, true, _log.Committed, LogIndex.Zero, Term.Zero));
             return;
         }
+#endif
         if (_log.TryAppend(append.PrevLogIndex, append.PrevLogTerm, append.Entries))
         {
             var lastNew = append.PrevLogIndex.Plus(append.Entries.Count);
@@ -873,6 +897,11 @@ public sealed class RaftNode
             Send(new AppendEntriesResponse(Id, install.From, Term, true, _log.Committed, LogIndex.Zero, Term.Zero));
             return;
         }
+#if MUTANT_STALE_SNAPSHOT
+        // Mutant: a snapshot older than the log's last entry replaces the whole log, even entries past it that this node
+        // persisted and acknowledged.
+        _log.RestoreFromSnapshot(snapshot);
+#else
         if (_log.Matches(snapshot.Index, snapshot.Term))
         {
             // We already hold the entries the snapshot covers: just learn that they are committed.
@@ -882,6 +911,7 @@ public sealed class RaftNode
         {
             _log.RestoreFromSnapshot(snapshot);
         }
+#endif
         Send(new AppendEntriesResponse(Id, install.From, Term, true, _log.Committed, LogIndex.Zero, Term.Zero));
     }
 
@@ -893,7 +923,12 @@ public sealed class RaftNode
         // (dissertation §10.2.1). Votes and acknowledgements promise what this node persisted: they wait for it.
         switch (message)
         {
+#if MUTANT_ACK_BEFORE_FSYNC
+            // Mutant: a follower acknowledges appended entries before they are persisted.
+            case AppendEntries or Heartbeat or InstallSnapshot or TimeoutNow or HeartbeatResponse or AppendEntriesResponse:
+#else
             case AppendEntries or Heartbeat or InstallSnapshot or TimeoutNow or HeartbeatResponse:
+#endif
                 _messages.Add(message);
                 break;
             default:
