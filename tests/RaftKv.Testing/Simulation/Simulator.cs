@@ -44,7 +44,9 @@ public sealed class Simulator
     private bool _faultsActive = true;
     private bool _clientsActive = true;
 
-    // Network behaviour, drawn from the seed.
+    // The fault profile, drawn from the seed: which kinds, how often each (swarm testing), the network's rates.
+    private readonly FaultKinds _faults;
+    private readonly Dictionary<FaultKinds, int> _faultWeights = [];
     private readonly double _dropRate;
     private readonly double _duplicateRate;
     private readonly double _spikeRate;
@@ -57,11 +59,26 @@ public sealed class Simulator
         _random = new Random(options.Seed);
         _nodes = [.. Enumerable.Range(1, options.NodeCount).Select(i => new SimNode(new NodeId((ulong)i)))];
         _config = ClusterConfig.Create(_nodes.Select(n => n.Id));
-        _dropRate = Has(FaultKinds.Drop) ? _random.NextDouble() * 0.15 : 0;
-        _duplicateRate = Has(FaultKinds.Duplicate) ? _random.NextDouble() * 0.05 : 0;
-        _spikeRate = Has(FaultKinds.Reorder) ? _random.NextDouble() * 0.10 : 0;
-        // A third of the seeds send one entry per append, so that the entries of one batch can arrive apart.
-        _oneEntryPerAppend = _random.Next(3) == 0;
+        _faults = options.Faults;
+        var rateScale = 1.0;
+        if (options.Swarm)
+        {
+            foreach (var kind in Enum.GetValues<FaultKinds>().Where(k => k is not (FaultKinds.None or FaultKinds.All)))
+            {
+                if (_random.Next(2) == 0)
+                {
+                    _faults &= ~kind;
+                }
+                _faultWeights[kind] = _random.Next(1, 5);
+            }
+            rateScale = 2.0;
+        }
+        _dropRate = Has(FaultKinds.Drop) ? _random.NextDouble() * 0.15 * rateScale : 0;
+        _duplicateRate = Has(FaultKinds.Duplicate) ? _random.NextDouble() * 0.05 * rateScale : 0;
+        _spikeRate = Has(FaultKinds.Reorder) ? _random.NextDouble() * 0.10 * rateScale : 0;
+        // A third of the seeds (half of swarm seeds) send one entry per append, so that the entries of one batch can
+        // arrive apart: a new leader's no-op then travels apart from the older entries before it.
+        _oneEntryPerAppend = _random.Next(options.Swarm ? 2 : 3) == 0;
         _oneEntryPerAppend = options.OneEntryPerAppend ?? _oneEntryPerAppend;
         // Small snapshot thresholds, so that compaction and InstallSnapshot happen in most runs.
         _loopOptions = new NodeLoopOptions
@@ -85,6 +102,7 @@ public sealed class Simulator
     {
         try
         {
+            Trace("profile: " + Profile);
             foreach (var node in _nodes)
             {
                 StartNode(node);
@@ -119,14 +137,19 @@ public sealed class Simulator
         {
             var tail = _trace.Count > 0 ? "\nlast events:\n  " + string.Join("\n  ", _trace.TakeLast(40)) : "";
             throw new SimulationFailureException(
-                $"seed {_options.Seed} ({_options.NodeCount} nodes) failed at {_now} ms: {e.Message}\nreplay: {_options.ReplayCommand}{tail}", e)
+                $"seed {_options.Seed} ({_options.NodeCount} nodes) failed at {_now} ms: {e.Message}\nprofile: {Profile}\nreplay: {_options.ReplayCommand}{tail}", e)
             {
                 Trace = _trace,
             };
         }
     }
 
-    private bool Has(FaultKinds kind) => (_options.Faults & kind) != 0;
+    private bool Has(FaultKinds kind) => (_faults & kind) != 0;
+
+    /// <summary>The fault profile this seed drew, for failure reports.</summary>
+    public string Profile => string.Create(CultureInfo.InvariantCulture,
+        $"faults {(_faults == FaultKinds.None ? "none" : string.Join('+', Enum.GetValues<FaultKinds>().Where(k => k is not (FaultKinds.None or FaultKinds.All) && Has(k)).Select(k => _faultWeights.TryGetValue(k, out var w) ? $"{k}x{w}" : k.ToString())))}, " +
+        $"drop {_dropRate:P0}, dup {_duplicateRate:P0}, spikes {_spikeRate:P0}{(_oneEntryPerAppend ? ", one entry per append" : "")}");
 
     // ---------------------------------------------------------------- scripted use (targeted tests on the same machinery)
 
@@ -531,8 +554,9 @@ public sealed class Simulator
 
     private void ScheduleFaults()
     {
-        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip }
-            .Where(Has).ToArray();
+        // A kind comes as often as its weight says (1 unless the seed drew a swarm profile).
+        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap }
+            .Where(Has).SelectMany(k => Enumerable.Repeat(k, _faultWeights.GetValueOrDefault(k, 1))).ToArray();
         if (kinds.Length == 0)
         {
             return;
@@ -584,6 +608,9 @@ public sealed class Simulator
             case FaultKinds.LeaderChurn:
                 IsolateNextLeaders(_random.Next(2, 6));
                 break;
+            case FaultKinds.LeaderSwap:
+                SwapLeaders();
+                break;
             default:
                 return;
         }
@@ -618,7 +645,10 @@ public sealed class Simulator
         Watch();
     }
 
-    /// <summary>Cuts off each of the next <paramref name="count"/> leaders as soon as it is elected, for a short while.</summary>
+    /// <summary>
+    /// Cuts off each of the next <paramref name="count"/> leaders as soon as it is elected or a few milliseconds later, for
+    /// a short while.
+    /// </summary>
     private void IsolateNextLeaders(int count)
     {
         var seenTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
@@ -633,7 +663,58 @@ public sealed class Simulator
             {
                 seenTerm = leader.Raft!.Term;
                 count--;
-                Isolate([leader.Id], _random.Next(20, 300));
+                // Half the cuts come at once (the new leader's entries reach nobody); the others a few milliseconds in, so
+                // that a new leader gets some of its first appends and their answers through, and not the rest: the new
+                // leader's older entries reach a quorum while its own term's no-op does not.
+                var term = seenTerm;
+                At(_random.Next(2) == 0 ? 0 : _random.Next(1, 30), () =>
+                {
+                    if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                    {
+                        Isolate([leader.Id], _random.Next(20, 300));
+                    }
+                });
+            }
+            At(1, Watch);
+        }
+        Watch();
+    }
+
+    /// <summary>
+    /// Cuts off the next leader at once; when a leader of a later term appears, cuts that one off instead (the first comes
+    /// back); cuts off the third leader 0 to 15 ms into its term, then lets the partition heal.
+    /// </summary>
+    private void SwapLeaders()
+    {
+        var seenTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
+        var step = 0;
+        var deadline = _now + 3_000;
+        void Watch()
+        {
+            if (!_faultsActive || step == 3 || _now > deadline)
+            {
+                return;
+            }
+            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
+            if (leader is not null)
+            {
+                seenTerm = leader.Raft!.Term;
+                step++;
+                if (step < 3)
+                {
+                    Isolate([leader.Id], 2_000);
+                }
+                else
+                {
+                    var term = seenTerm;
+                    At(_random.Next(0, 16), () =>
+                    {
+                        if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                        {
+                            Isolate([leader.Id], _random.Next(100, 500));
+                        }
+                    });
+                }
             }
             At(1, Watch);
         }
