@@ -72,7 +72,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public NodeId Self => _node.Id;
 
-    public NodeId Id => _node.Id;
+    public NodeId Id => Self;
 
     public double TickSeconds => _node.TickMs / 1000.0;
 

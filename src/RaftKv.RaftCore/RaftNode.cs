@@ -771,7 +771,7 @@ public sealed class RaftNode
         return false;
     }
 
-    /// <summary>Whether <see cref="Flush"/> would send this follower an append (the first test of its sending loop).</summary>
+    /// <summary>Whether this follower is owed an append now: the test of <see cref="Flush"/>'s sending loop, and of <see cref="HasReady"/>.</summary>
     private bool WouldSendAppend(Progress progress) =>
         !progress.IsPaused && (progress.Next <= _log.LastIndex || progress.State == ReplicationState.Probe);
 
@@ -804,7 +804,7 @@ public sealed class RaftNode
         {
             var progress = _progress[id];
             // Pipelining: in Replicate, keep sending until the window is full or the follower has everything.
-            while (progress.Next <= _log.LastIndex || progress.State == ReplicationState.Probe)
+            while (WouldSendAppend(progress))
             {
                 if (!MaybeSendAppend(progress))
                 {

@@ -36,24 +36,32 @@ public static class KvApi
     public static WebApplication MapKvApi(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
+        // Resolved once, when the routes are mapped (settings are validated by then): nothing is looked up per request.
+        var node = app.Services.GetRequiredService<IRaftNode>();
+        var limits = new KvLimits(app.Services.GetRequiredService<IOptions<KvOptions>>().Value,
+            app.Services.GetRequiredService<IOptions<NodeOptions>>().Value.MaxRequestBodyBytes);
         var kv = app.MapClientGroup();
-        kv.MapPost("/command", CommandAsync);
-        kv.MapGet("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Get, key, node, options.Value));
-        kv.MapPut("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Set, key, node, options.Value));
-        kv.MapDelete("/kv/{**key}", (HttpContext http, string key, IRaftNode node, IOptions<KvOptions> options) => KeyAsync(http, KvOperation.Delete, key, node, options.Value));
+        Func<HttpContext, Task<KvHttpResult>> command = http => CommandAsync(http, node, limits); // a route handler, not a RequestDelegate
+        kv.MapPost("/command", command);
+        kv.MapGet("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Get, key, node, limits));
+        kv.MapPut("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Set, key, node, limits));
+        kv.MapDelete("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Delete, key, node, limits));
         return app;
     }
 
-    private static async Task<KvHttpResult> CommandAsync(HttpContext http, IRaftNode node, IOptions<KvOptions> options)
+    /// <summary>The bounds a KV request is checked against: the KV settings and the largest body the node reads.</summary>
+    private sealed record KvLimits(KvOptions Kv, long BodyBytes);
+
+    private static async Task<KvHttpResult> CommandAsync(HttpContext http, IRaftNode node, KvLimits limits)
     {
         if (!IsJson(http.Request.ContentType))
         {
             return Problem(KvRequests.Problem(400, "Content-Type", $"POST /command takes application/json, not '{http.Request.ContentType ?? "nothing"}'"));
         }
-        var body = await ReadBodyAsync(http).ConfigureAwait(false);
+        var body = await ReadBodyAsync(http, limits.BodyBytes).ConfigureAwait(false);
         if (body is null)
         {
-            return TooLarge(http);
+            return TooLarge(limits.BodyBytes);
         }
         CommandRequest? request;
         try
@@ -72,10 +80,10 @@ public static class KvApi
         {
             return Problem(KvRequests.Problem(400, "body", "the body must be a JSON object"));
         }
-        return await ExecuteAsync(http, KvRequests.Validate(request, options.Value), node, rest: false).ConfigureAwait(false);
+        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, rest: false).ConfigureAwait(false);
     }
 
-    private static async Task<KvHttpResult> KeyAsync(HttpContext http, KvOperation operation, string key, IRaftNode node, KvOptions settings)
+    private static async Task<KvHttpResult> KeyAsync(HttpContext http, KvOperation operation, string key, IRaftNode node, KvLimits limits)
     {
         var query = http.Request.Query;
         var request = new CommandRequest
@@ -95,10 +103,10 @@ public static class KvApi
         }
         if (operation == KvOperation.Set)
         {
-            var body = await ReadBodyAsync(http).ConfigureAwait(false);
+            var body = await ReadBodyAsync(http, limits.BodyBytes).ConfigureAwait(false);
             if (body is null)
             {
-                return TooLarge(http);
+                return TooLarge(limits.BodyBytes);
             }
             try
             {
@@ -109,7 +117,7 @@ public static class KvApi
                 return Problem(KvRequests.Problem(400, "value", "the value must be UTF-8 text"));
             }
         }
-        return await ExecuteAsync(http, KvRequests.Validate(request, settings), node, rest: true).ConfigureAwait(false);
+        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, rest: true).ConfigureAwait(false);
     }
 
     /// <summary>A valid request is run on the cluster; an invalid one is answered with its problem and changes nothing.</summary>
@@ -185,19 +193,16 @@ public static class KvApi
         return Problem(problem);
     }
 
-    private static KvHttpResult TooLarge(HttpContext http) =>
-        Problem(KvRequests.Problem(413, "body", $"the request body is larger than {Limit(http)} bytes"));
+    private static KvHttpResult TooLarge(long limit) =>
+        Problem(KvRequests.Problem(413, "body", $"the request body is larger than {limit} bytes"));
 
     private static bool IsJson(string? contentType) =>
         contentType is not null && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
             || contentType.StartsWith(ProblemResponse.ContentType, StringComparison.OrdinalIgnoreCase));
 
-    private static long Limit(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<NodeOptions>>().Value.MaxRequestBodyBytes;
-
     /// <summary>Reads the whole body; null when it is over the limit (without reading what a client sends beyond it).</summary>
-    private static async Task<byte[]?> ReadBodyAsync(HttpContext http)
+    private static async Task<byte[]?> ReadBodyAsync(HttpContext http, long limit)
     {
-        var limit = Limit(http);
         if (http.Request.ContentLength > limit)
         {
             return null;
