@@ -23,6 +23,8 @@ all_mutants=(
   MUTANT_READINDEX_EARLY
   MUTANT_STALE_SNAPSHOT
   MUTANT_LEASE_AFTER_CHECKQUORUM
+  MUTANT_TWO_CONF_CHANGES
+  MUTANT_CONFIG_ON_COMMIT
 )
 mutants=("$@")
 [ ${#mutants[@]} -gt 0 ] || mutants=("${all_mutants[@]}")

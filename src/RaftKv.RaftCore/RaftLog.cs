@@ -69,7 +69,15 @@ internal sealed class RaftLog
     public int Count => _entries.Count;
 
     /// <summary>The configuration in force: the newest one in the log, else the snapshot's. Null only for a node never bootstrapped.</summary>
+#if MUTANT_CONFIG_ON_COMMIT
+    // Mutant: a configuration takes effect when it commits, not when it is appended.
+    public ClusterConfig? Config => ConfigAt(Committed) ?? (_configs.Count > 0 ? _configs[0].Config : _baseConfig);
+#else
     public ClusterConfig? Config => _configs.Count > 0 ? _configs[^1].Config : _baseConfig;
+#endif
+
+    /// <summary>Where the configuration in force was appended: its entry's index, or the log base when the snapshot's holds.</summary>
+    public LogIndex ConfigIndex => _configs.Count > 0 ? _configs[^1].Index : BaseIndex;
 
     /// <summary>The configuration in force at <paramref name="index"/> (at or after the log base).</summary>
     public ClusterConfig? ConfigAt(LogIndex index)

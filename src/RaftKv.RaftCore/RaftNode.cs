@@ -59,8 +59,9 @@ public sealed class RaftNode
         }
         _options = options;
         _random = new Random(options.RandomSeed);
+        // A node with no configuration was never bootstrapped: it waits to be added, and learns its configuration from the
+        // leader's log or snapshot.
         _log = new RaftLog(state.BaseIndex, state.BaseTerm, state.Entries, state.HardState.Commit, state.Snapshot);
-        Invariant.Assert(_log.Config is not null, "a node starts bootstrapped: with a configuration entry or a snapshot");
         Id = options.Id;
         Term = state.HardState.Term;
 #if MUTANT_SECOND_VOTE
@@ -102,7 +103,11 @@ public sealed class RaftNode
 
     public Term LastTerm => _log.LastTerm;
 
-    public ClusterConfig Config => _log.Config!;
+    /// <summary>The configuration in force: the newest in the log, committed or not (dissertation §4.1). Empty while waiting to be added.</summary>
+    public ClusterConfig Config => _log.Config ?? ClusterConfig.Empty;
+
+    /// <summary>Whether the configuration in force is committed: no change is in flight.</summary>
+    public bool ConfigCommitted => _log.ConfigIndex <= _log.Committed;
 
     public SoftState SoftState => new(Role, Term, Leader);
 
@@ -132,11 +137,63 @@ public sealed class RaftNode
     /// </summary>
     public ProposeResult Propose(ReadOnlyMemory<byte> data) => ProposeEntry(EntryKind.Normal, data);
 
-    /// <summary>Proposes a new cluster configuration (not yet exposed by the server; kept so membership can follow).</summary>
-    public ProposeResult ProposeConfig(ClusterConfig config)
+    /// <summary>
+    /// Asks the leader to change the membership (dissertation §4.3). One change at a time: a change is refused while the
+    /// configuration in force is uncommitted or joint. Learners come and go in one step; voters move through a joint
+    /// configuration, which the leader leaves by itself once it commits. A learner is promoted only once it is at most
+    /// <see cref="RaftOptions.MaxPromoteLagEntries"/> entries behind. Accepted means appended: it is in force at once.
+    /// </summary>
+    public ProposeResult ProposeConfChange(ConfChange change)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        return ProposeEntry(EntryKind.Config, config.Encode());
+        ArgumentNullException.ThrowIfNull(change);
+        if (Role != Role.Leader)
+        {
+            return ProposeResult.NotLeader(Leader);
+        }
+#if !MUTANT_TWO_CONF_CHANGES
+        if (!ConfigCommitted || Config.IsJoint)
+        {
+            return ProposeResult.Refused(ProposeStatus.Busy, Id,
+                $"a configuration change is in flight ({Config}, appended at {_log.ConfigIndex.Value}, committed through {_log.Committed.Value})");
+        }
+#endif
+        if (change.Node.IsNone)
+        {
+            return ProposeResult.Refused(ProposeStatus.Invalid, Id, "no node named");
+        }
+        var config = Config;
+        ClusterConfig next;
+        switch (change.Kind)
+        {
+            case ConfChangeKind.AddLearner when config.Contains(change.Node):
+                return ProposeResult.Refused(ProposeStatus.Invalid, Id, $"{change.Node} is already a member");
+            case ConfChangeKind.AddLearner:
+                next = config.WithLearner(change.Node, change.Address);
+                break;
+            case ConfChangeKind.Promote when !config.Learners.Contains(change.Node):
+                return ProposeResult.Refused(ProposeStatus.Invalid, Id,
+                    config.IsVoter(change.Node) ? $"{change.Node} is already a voter" : $"{change.Node} is not a member");
+            case ConfChangeKind.Promote:
+                var lag = _progress.TryGetValue(change.Node, out var progress) ? _log.LastIndex.Value - Math.Min(progress.Match.Value, _log.LastIndex.Value) : ulong.MaxValue;
+                if (lag > (ulong)_options.MaxPromoteLagEntries)
+                {
+                    return ProposeResult.Refused(ProposeStatus.Busy, Id,
+                        $"{change.Node} has matched {progress?.Match.Value ?? 0} of {_log.LastIndex.Value} entries; it is promoted once at most {_options.MaxPromoteLagEntries} behind");
+                }
+                next = config.EnterJoint(config.Voters.Add(change.Node));
+                break;
+            case ConfChangeKind.Remove when !config.Contains(change.Node):
+                return ProposeResult.Refused(ProposeStatus.Invalid, Id, $"{change.Node} is not a member");
+            case ConfChangeKind.Remove when config.Learners.Contains(change.Node):
+                next = config.WithoutLearner(change.Node);
+                break;
+            case ConfChangeKind.Remove when config.Voters.Count == 1:
+                return ProposeResult.Refused(ProposeStatus.Invalid, Id, $"{change.Node} is the last voter");
+            default:
+                next = config.EnterJoint(config.Voters.Remove(change.Node));
+                break;
+        }
+        return ProposeEntry(EntryKind.Config, next.Encode());
     }
 
     private ProposeResult ProposeEntry(EntryKind kind, ReadOnlyMemory<byte> data)
@@ -174,9 +231,16 @@ public sealed class RaftNode
         return true;
     }
 
-    /// <summary>Starts handing leadership to <paramref name="target"/>. Proposals are refused until it completes or times out.</summary>
+    /// <summary>
+    /// Starts handing leadership to <paramref name="target"/>, or with <see cref="NodeId.None"/> to the most caught-up
+    /// voter. Proposals are refused until it completes or times out.
+    /// </summary>
     public bool TransferLeadership(NodeId target)
     {
+        if (target.IsNone)
+        {
+            target = MostCaughtUpVoter();
+        }
         if (Role != Role.Leader || target == Id || !Config.Voters.Contains(target) || !_progress.TryGetValue(target, out var progress))
         {
             return false;
@@ -192,6 +256,21 @@ public sealed class RaftNode
             _sendTo.Add(target);
         }
         return true;
+    }
+
+    private NodeId MostCaughtUpVoter()
+    {
+        var best = NodeId.None;
+        var bestMatch = LogIndex.Zero;
+        foreach (var (id, progress) in _progress)
+        {
+            if (Config.Voters.Contains(id) && (best.IsNone || progress.Match > bestMatch))
+            {
+                best = id;
+                bestMatch = progress.Match;
+            }
+        }
+        return best;
     }
 
     /// <summary>Starts an election now (a test or an operator's nudge); a leader ignores it.</summary>
@@ -535,6 +614,8 @@ public sealed class RaftNode
         Leader = Id;
         ResetTimers();
         _progress.Clear();
+        _sendTo.Clear();
+        _resend.Clear();
         foreach (var member in Config.Members)
         {
             if (member != Id)
@@ -636,6 +717,51 @@ public sealed class RaftNode
         _log.Append(entry);
         _uncommittedBytes += entry.SizeBytes;
         _sendToAll = true;
+        if (entry.Kind == EntryKind.Config)
+        {
+            // The configuration is in force once appended: new members get progress (and the log) at once. Members that
+            // left keep theirs until the change commits, so that they hear of it.
+            foreach (var member in Config.Members)
+            {
+                if (member != Id && !_progress.ContainsKey(member))
+                {
+                    _progress[member] = new Progress(member, _log.LastIndex, _options.MaxInflightAppends, _options.MaxInflightBytes);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Once the configuration in force commits: leave a joint configuration by appending C(new) (dissertation §4.3);
+    /// forget members that left; and if this leader is no longer a voter, hand off to the most caught-up voter and step down.
+    /// </summary>
+    private void ConfigCommittedAsLeader()
+    {
+        if (Role != Role.Leader || !ConfigCommitted)
+        {
+            return;
+        }
+        var config = Config;
+        if (config.IsJoint)
+        {
+            AppendAsLeader(new LogEntry(_log.LastIndex.Next(), Term, EntryKind.Config, config.LeaveJoint().Encode()));
+            return;
+        }
+        foreach (var id in _progress.Keys.Where(id => !config.Contains(id)).ToList())
+        {
+            _progress.Remove(id);
+            _sendTo.Remove(id);
+            _resend.Remove(id);
+        }
+        if (!config.Voters.Contains(Id))
+        {
+            var successor = MostCaughtUpVoter();
+            if (!successor.IsNone && _progress[successor].Match == _log.LastIndex)
+            {
+                Send(new TimeoutNow(Id, successor, Term));
+            }
+            BecomeFollower(Term, NodeId.None);
+        }
     }
 
     private void HandleAppendEntriesResponse(AppendEntriesResponse response)
@@ -729,6 +855,7 @@ public sealed class RaftNode
             return false;
         }
         var from = _log.Committed.Next();
+        var configWasCommitted = ConfigCommitted;
         _log.CommitTo(quorumIndex);
         if (from > _log.BaseIndex)
         {
@@ -736,6 +863,10 @@ public sealed class RaftNode
             {
                 _uncommittedBytes = Math.Max(0, _uncommittedBytes - entry.SizeBytes);
             }
+        }
+        if (!configWasCommitted || Config.IsJoint)
+        {
+            ConfigCommittedAsLeader();
         }
         return true;
     }
@@ -789,7 +920,10 @@ public sealed class RaftNode
         }
         foreach (var id in _resend)
         {
-            var progress = _progress[id];
+            if (!_progress.TryGetValue(id, out var progress))
+            {
+                continue; // it left the configuration
+            }
             if (progress.State == ReplicationState.Replicate)
             {
                 progress.FreeFirstInflight();
@@ -802,7 +936,10 @@ public sealed class RaftNode
         _resend.Clear();
         foreach (var id in _sendTo)
         {
-            var progress = _progress[id];
+            if (!_progress.TryGetValue(id, out var progress))
+            {
+                continue;
+            }
             // Pipelining: in Replicate, keep sending until the window is full or the follower has everything.
             while (WouldSendAppend(progress))
             {

@@ -43,6 +43,9 @@ public sealed record RaftOptions : IValidatedOptions
     /// <summary>A follower in snapshot state that has not answered for this long is probed again.</summary>
     public int SnapshotTimeoutTicks { get; init; } = 300;
 
+    /// <summary>A learner is promoted to voter only when it is at most this many entries behind the leader's log.</summary>
+    public int MaxPromoteLagEntries { get; init; } = 1_000;
+
     public IEnumerable<string> Validate()
     {
         if (Id.IsNone)
@@ -84,6 +87,10 @@ public sealed record RaftOptions : IValidatedOptions
         if (MaxPendingReads < 1)
         {
             yield return "MaxPendingReads: must be at least 1";
+        }
+        if (MaxPromoteLagEntries < 0)
+        {
+            yield return "MaxPromoteLagEntries: must be at least 0";
         }
         if (SnapshotTimeoutTicks < ElectionTimeoutTicks)
         {

@@ -27,6 +27,12 @@ public enum ProposeStatus
 
     /// <summary>The leader refused it for now: a leadership transfer is under way or too much is uncommitted.</summary>
     Dropped,
+
+    /// <summary>A configuration change refused for now: another is in flight, or the learner to promote has not caught up.</summary>
+    Busy,
+
+    /// <summary>A configuration change that can never be made as asked: an unknown node, a node already a member, the last voter.</summary>
+    Invalid,
 }
 
 /// <summary>What became of a proposal: accepted at (Index, Term), or refused with a reason and the leader this node knows.</summary>
@@ -35,6 +41,8 @@ public readonly record struct ProposeResult(ProposeStatus Status, LogIndex Index
     public static ProposeResult NotLeader(NodeId leader) => new(ProposeStatus.NotLeader, LogIndex.Zero, Term.Zero, leader, "not the leader");
 
     public static ProposeResult Dropped(NodeId leader, string reason) => new(ProposeStatus.Dropped, LogIndex.Zero, Term.Zero, leader, reason);
+
+    public static ProposeResult Refused(ProposeStatus status, NodeId leader, string reason) => new(status, LogIndex.Zero, Term.Zero, leader, reason);
 }
 
 /// <summary>The volatile facts a host shows and logs: role, term, leader.</summary>

@@ -89,12 +89,56 @@ public sealed class QuorumTests
         config.ToString().Should().Be("voters=(n1 n2 n7) learners=(n9) outgoing=(n1 n2 n3)");
     }
 
+    [Fact]
+    public void Member_addresses_round_trip_and_a_version_1_configuration_still_decodes()
+    {
+        var config = ClusterConfig.Create([N(1), N(2)], learners: [N(3)], addresses: [new(N(1), "http://a:1 http://a:2"), new(N(3), "ünïcode")]);
+
+        var decoded = ClusterConfig.Decode(config.Encode());
+
+        decoded.Should().Be(config);
+        decoded.Addresses[N(3)].Should().Be("ünïcode");
+        decoded.Should().NotBe(ClusterConfig.Create([N(1), N(2)], learners: [N(3)]), "addresses are part of a configuration");
+        var version1 = new byte[] { 1, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+        ClusterConfig.Decode(version1).Should().Be(ClusterConfig.Create([N(5)]));
+    }
+
+    [Fact]
+    public void Joint_consensus_enters_with_both_majorities_and_leaves_with_the_new_one_and_only_its_addresses()
+    {
+        var config = ClusterConfig.Create([N(1), N(2), N(3)], addresses: [new(N(1), "a1"), new(N(2), "a2"), new(N(3), "a3")]);
+
+        var joint = config.EnterJoint([N(1), N(2)]);
+        var final = joint.LeaveJoint();
+
+        joint.IsJoint.Should().BeTrue();
+        joint.OutgoingVoters.Should().Equal(N(1), N(2), N(3));
+        joint.Addresses.Should().ContainKey(N(3), "an outgoing voter is still reached during the joint phase");
+        final.IsJoint.Should().BeFalse();
+        final.Voters.Should().Equal(N(1), N(2));
+        final.Addresses.Keys.Should().Equal(N(1), N(2));
+    }
+
+    [Fact]
+    public void An_address_for_a_node_that_is_not_a_member_is_refused_when_decoded()
+    {
+        var encoded = ClusterConfig.Create([N(1)], addresses: [new(N(1), "x")]).Encode();
+        encoded[^13] = 2; // the address's node id (8 bytes, then length 1 and "x"): n1 becomes n2
+
+        var decode = () => ClusterConfig.Decode(encoded);
+
+        decode.Should().Throw<FormatException>().WithMessage("*not a member*");
+    }
+
     [Theory]
     [InlineData(new byte[0])]
     [InlineData(new byte[] { 9 })]
     [InlineData(new byte[] { 1, 1, 0, 0 })]
     [InlineData(new byte[] { 1, 200, 0, 0, 0, 1, 2 })]
     [InlineData(new byte[] { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData(new byte[] { 2, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData(new byte[] { 2, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0 })]
+    [InlineData(new byte[] { 1, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
     public void Damaged_configuration_bytes_are_refused(byte[] data)
     {
         var decode = () => ClusterConfig.Decode(data);

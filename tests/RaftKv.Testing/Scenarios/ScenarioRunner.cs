@@ -73,6 +73,12 @@ public sealed class ScenarioRunner
             case "add-nodes":
                 AddNodes(args);
                 break;
+            case "add-joiner":
+                AddJoiner(args);
+                break;
+            case "conf-change":
+                ConfChange(Node(args[0]), args[1..]);
+                break;
             case "campaign":
                 Node(args[0]).Raft.Campaign();
                 break;
@@ -159,21 +165,46 @@ public sealed class ScenarioRunner
         for (var i = 1; i <= count; i++)
         {
             var id = new NodeId((ulong)i);
-            var options = new RaftOptions
-            {
-                Id = id,
-                RandomSeed = i,
-                ElectionTimeoutTicks = IntArg(args, "election", 10),
-                HeartbeatIntervalTicks = IntArg(args, "heartbeat", 1),
-                PreVote = BoolArg(args, "prevote", true),
-                CheckQuorum = BoolArg(args, "checkquorum", true),
-                MaxAppendBytes = IntArg(args, "max-append-bytes", 1024 * 1024),
-            };
-            var state = PersistentState.Bootstrap(config);
-            var node = new ScenarioNode(id, options, state);
-            _nodes[id] = node;
+            _nodes[id] = new ScenarioNode(id, NodeOptions(id, args), PersistentState.Bootstrap(config));
         }
         Say($"{count} nodes: {config}");
+    }
+
+    /// <summary>A node with an empty disk and no configuration: it waits to be added (a learner first) by the leader.</summary>
+    private void AddJoiner(string[] args)
+    {
+        var id = ParseId(args[0]);
+        var empty = new PersistentState(HardState.Empty, null, LogIndex.Zero, Term.Zero, []);
+        _nodes[id] = new ScenarioNode(id, NodeOptions(id, args), empty);
+        Say($"{id} waits to be added: {Describe(_nodes[id])}");
+    }
+
+    private static RaftOptions NodeOptions(NodeId id, string[] args) => new()
+    {
+        Id = id,
+        RandomSeed = (int)id.Value,
+        ElectionTimeoutTicks = IntArg(args, "election", 10),
+        HeartbeatIntervalTicks = IntArg(args, "heartbeat", 1),
+        PreVote = BoolArg(args, "prevote", true),
+        CheckQuorum = BoolArg(args, "checkquorum", true),
+        MaxAppendBytes = IntArg(args, "max-append-bytes", 1024 * 1024),
+        MaxPromoteLagEntries = IntArg(args, "max-promote-lag", 1_000),
+    };
+
+    private void ConfChange(ScenarioNode node, string[] args)
+    {
+        var kind = args[0] switch
+        {
+            "add-learner" => ConfChangeKind.AddLearner,
+            "promote" => ConfChangeKind.Promote,
+            "remove" => ConfChangeKind.Remove,
+            _ => throw new FormatException($"conf-change: unknown change '{args[0]}' (add-learner, promote, remove)"),
+        };
+        var change = new ConfChange(kind, ParseId(args[1]));
+        var result = node.Raft.ProposeConfChange(change);
+        Say(result.Status == ProposeStatus.Accepted
+            ? $"{node.Id} accepted '{change}' at {result.Index.Value}/{result.Term.Value}: {node.Raft.Config}"
+            : $"{node.Id} refused '{change}' ({result.Status}): {result.Reason}");
     }
 
     private void Restart(ScenarioNode node)
@@ -391,6 +422,11 @@ public sealed class ScenarioRunner
                 "applied" => raft.AppliedIndex.Value.ToString(CultureInfo.InvariantCulture),
                 "last" => raft.LastIndex.Value.ToString(CultureInfo.InvariantCulture),
                 "lastterm" => raft.LastTerm.Value.ToString(CultureInfo.InvariantCulture),
+                "voters" => string.Join(',', raft.Config.Voters),
+                "learners" => string.Join(',', raft.Config.Learners),
+                "outgoing" => string.Join(',', raft.Config.OutgoingVoters),
+                "config-committed" => raft.ConfigCommitted ? "true" : "false",
+                "peers" => string.Join(',', raft.Status().Peers.Select(p => p.Id)),
                 _ when key.StartsWith("term@", StringComparison.Ordinal) =>
                     raft.TermAt(new LogIndex(ulong.Parse(key[5..], CultureInfo.InvariantCulture)))?.Value.ToString(CultureInfo.InvariantCulture) ?? "none",
                 _ => throw new FormatException($"check: unknown field '{key}'"),
