@@ -11,6 +11,8 @@ public abstract record NodeInput
 
     public sealed record Propose(ReadOnlyMemory<byte> Data, TaskCompletionSource<ProposalOutcome> Completion) : NodeInput;
 
+    public sealed record ChangeMembership(ConfChange Change, TaskCompletionSource<ProposalOutcome> Completion) : NodeInput;
+
     public sealed record Read(ReadOnlyMemory<byte> Query, bool Linearizable, TaskCompletionSource<ReadOutcome> Completion) : NodeInput;
 
     public sealed record Receive(Message Message) : NodeInput;

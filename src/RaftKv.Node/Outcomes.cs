@@ -16,6 +16,12 @@ public enum ProposalStatus
     /// <summary>Appended, but another entry was committed at its index: it was not applied and never will be.</summary>
     Lost,
 
+    /// <summary>A membership change refused for now (another change is in flight, the learner has not caught up): nothing happened.</summary>
+    Conflict,
+
+    /// <summary>A membership change that can never be made as asked (an unknown node, the last voter): nothing happened.</summary>
+    Invalid,
+
     /// <summary>Appended, but this node can no longer tell whether it was applied (it stopped, failed or installed a snapshot over it).</summary>
     Unknown,
 }

@@ -30,6 +30,12 @@ public sealed partial class RaftLoop
     // Proposals appended to the log and not yet resolved, by index. Only the loop touches these.
     private readonly SortedDictionary<LogIndex, PendingProposal> _proposals = [];
 
+    // A membership change that applied as a joint configuration: it completes when the configuration leaving it applies.
+    private PendingProposal? _awaitingLeaveJoint;
+
+    // The configuration last reported to the observer.
+    private ClusterConfig? _reportedConfig;
+
     // Linearizable reads waiting for their ReadIndex round, by request id; then for applied to reach their index.
     private readonly Dictionary<ulong, NodeInput.Read> _readsAwaitingIndex = [];
     private readonly Queue<(LogIndex Index, NodeInput.Read Read)> _readsAwaitingApply = new();
@@ -166,6 +172,22 @@ public sealed partial class RaftLoop
 
     public void ReportUnreachable(NodeId peer) => _inbox.Writer.TryWrite(new NodeInput.PeerUnreachable(peer));
 
+    /// <summary>
+    /// Asks the leader's core for a membership change. The task completes once the change is applied here and, if it went
+    /// through a joint configuration, once the configuration that leaves it is applied too; its result is the encoded
+    /// <see cref="ClusterConfig"/> then in force.
+    /// </summary>
+    public Task<ProposalOutcome> ChangeMembershipAsync(ConfChange change)
+    {
+        var completion = new TaskCompletionSource<ProposalOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_inbox.Writer.TryWrite(new NodeInput.ChangeMembership(change, completion)))
+        {
+            completion.SetResult(ProposalOutcome.Refused(ProposalStatus.Rejected, NodeId.None, "node inbox full"));
+        }
+        return completion.Task;
+    }
+
+    /// <summary>Hands leadership to <paramref name="target"/> (none: the most caught-up voter). False if this node cannot.</summary>
     public Task<bool> TransferLeadershipAsync(NodeId target)
     {
         var completion = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -284,6 +306,9 @@ public sealed partial class RaftLoop
             case NodeInput.Read read:
                 HandleRead(read);
                 break;
+            case NodeInput.ChangeMembership change:
+                HandleChangeMembership(change);
+                break;
             case NodeInput.SnapshotWritten written:
                 HandleSnapshotWritten(written);
                 break;
@@ -331,6 +356,33 @@ public sealed partial class RaftLoop
         }
     }
 
+    private void HandleChangeMembership(NodeInput.ChangeMembership change)
+    {
+        if (_storageFailure is not null)
+        {
+            change.Completion.TrySetResult(ProposalOutcome.Refused(ProposalStatus.Rejected, NodeId.None, "storage failed: " + _storageFailure));
+            return;
+        }
+        var result = _node.ProposeConfChange(change.Change);
+        var status = result.Status switch
+        {
+            ProposeStatus.Accepted => ProposalStatus.Applied,
+            ProposeStatus.NotLeader => ProposalStatus.NotLeader,
+            ProposeStatus.Busy => ProposalStatus.Conflict,
+            ProposeStatus.Invalid => ProposalStatus.Invalid,
+            _ => ProposalStatus.Rejected,
+        };
+        if (status != ProposalStatus.Applied)
+        {
+            change.Completion.TrySetResult(ProposalOutcome.Refused(status, result.LeaderHint, result.Reason ?? status.ToString()));
+            return;
+        }
+        LogMembershipChange(_node.Id, change.Change.ToString(), result.Index.Value, _node.Config.ToString());
+        // Not counted against MaxPendingRequests: a change is one at a time by the core's own rule.
+        Interlocked.Increment(ref _pendingRequests);
+        _proposals[result.Index] = new PendingProposal(result.Index, result.Term, change.Completion, _time.GetTimestamp());
+    }
+
     private void HandleRead(NodeInput.Read read)
     {
         if (!read.Linearizable)
@@ -368,6 +420,9 @@ public sealed partial class RaftLoop
     /// </summary>
     private void HandleReady(Ready ready)
     {
+        // 0. A configuration is in force once appended: the transport learns new members' addresses before anything is sent.
+        ReportConfig();
+
         // 1. Send what does not depend on our own persistence.
         foreach (var message in ready.Messages)
         {
@@ -438,6 +493,23 @@ public sealed partial class RaftLoop
         }
     }
 
+    private void ReportConfig()
+    {
+        var config = _node.Config;
+        if (ReferenceEquals(config, _reportedConfig))
+        {
+            return;
+        }
+        var wasMember = _reportedConfig?.Contains(_node.Id) ?? true;
+        _reportedConfig = config;
+        _observer.ConfigChanged(config);
+        LogConfigChanged(_node.Id, config);
+        if (wasMember && !config.Contains(_node.Id))
+        {
+            LogNotAMember(_node.Id, config);
+        }
+    }
+
     private void Publish(SoftState state)
     {
         Interlocked.Exchange(ref _publishedLeader, (long)state.Leader.Value);
@@ -453,6 +525,11 @@ public sealed partial class RaftLoop
         {
             result = _stateMachine.Apply(entry);
         }
+        if (entry.Kind == EntryKind.Config)
+        {
+            ApplyConfig(entry);
+            return;
+        }
         if (_proposals.Remove(entry.Index, out var pending))
         {
             // Committed entries are unique per index: if the one applied here is not ours, ours never will be. (Seeing ours
@@ -466,6 +543,35 @@ public sealed partial class RaftLoop
             {
                 Resolve(pending, ProposalStatus.Lost, default, "another entry was committed at its index");
             }
+        }
+    }
+
+    /// <summary>
+    /// A configuration entry was applied. A change proposed here completes when its configuration applies, unless that
+    /// one is joint: then it waits for the configuration that leaves it (which the leader appends by itself).
+    /// </summary>
+    private void ApplyConfig(LogEntry entry)
+    {
+        var config = ClusterConfig.Decode(entry.Data.Span);
+        if (_proposals.Remove(entry.Index, out var pending))
+        {
+            if (pending.Term != entry.Term)
+            {
+                Resolve(pending, ProposalStatus.Lost, default, "another entry was committed at its index");
+            }
+            else if (config.IsJoint)
+            {
+                _awaitingLeaveJoint = pending;
+            }
+            else
+            {
+                Resolve(pending, ProposalStatus.Applied, entry.Data, null);
+            }
+        }
+        if (!config.IsJoint && _awaitingLeaveJoint is { } joint)
+        {
+            _awaitingLeaveJoint = null;
+            Resolve(joint, ProposalStatus.Applied, entry.Data, null);
         }
     }
 
@@ -591,6 +697,11 @@ public sealed partial class RaftLoop
             Resolve(pending, ProposalStatus.Unknown, default, reason);
         }
         _proposals.Clear();
+        if (_awaitingLeaveJoint is { } joint)
+        {
+            _awaitingLeaveJoint = null;
+            Resolve(joint, ProposalStatus.Unknown, default, reason);
+        }
         foreach (var read in _readsAwaitingIndex.Values)
         {
             AnswerRead(read, ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, NodeId.None, reason);
@@ -642,4 +753,13 @@ public sealed partial class RaftLoop
 
     [LoggerMessage(EventId = 5, Level = LogLevel.Critical, Message = "{Node} storage failed: it stops taking writes and leaves the cluster until restarted")]
     private partial void LogStorageFailed(NodeId node, Exception error);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "{Node} appended a membership change ({Change}) at {Index}: {Config}")]
+    private partial void LogMembershipChange(NodeId node, string change, ulong index, string config);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "{Node}: the configuration in force is now {Config}")]
+    private partial void LogConfigChanged(NodeId node, ClusterConfig config);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "{Node} is not a member of the configuration in force ({Config}): it was removed, or waits to be added; it will not campaign")]
+    private partial void LogNotAMember(NodeId node, ClusterConfig config);
 }

@@ -34,6 +34,9 @@ public interface IRaftLoopObserver
     void SnapshotTaken(SnapshotMetadata metadata, TimeSpan duration);
 
     void StorageFailed(string reason);
+
+    /// <summary>The configuration in force changed (appended, cut, or installed with a snapshot): the transport may need new addresses.</summary>
+    void ConfigChanged(ClusterConfig config);
 }
 
 public sealed class NullRaftLoopObserver : IRaftLoopObserver
@@ -49,6 +52,10 @@ public sealed class NullRaftLoopObserver : IRaftLoopObserver
     }
 
     public void Applied(int entryCount, LogIndex appliedIndex, TimeSpan duration)
+    {
+    }
+
+    public void ConfigChanged(ClusterConfig config)
     {
     }
 

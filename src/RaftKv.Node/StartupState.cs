@@ -6,16 +6,22 @@ namespace RaftKv.Node;
 public static class StartupState
 {
     /// <summary>
-    /// Loads what the stores hold. An empty store is bootstrapped with <paramref name="initialConfig"/> (and synced).
+    /// Loads what the stores hold. An empty store is bootstrapped with <paramref name="initialConfig"/> (and synced), or,
+    /// with none (a node joining an existing cluster), left empty: the node waits to be added and learns its configuration
+    /// from the leader.
     /// If the newest snapshot replaces the stored log (a snapshot received just before a crash), the log store is reset to it.
     /// </summary>
-    public static PersistentState Load(ILogStore store, ISnapshotStore snapshots, ClusterConfig initialConfig)
+    public static PersistentState Load(ILogStore store, ISnapshotStore snapshots, ClusterConfig? initialConfig)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(snapshots);
         var stored = store.Load();
         if (stored.IsEmpty && snapshots.Latest is null)
         {
+            if (initialConfig is null)
+            {
+                return stored;
+            }
             var bootstrap = PersistentState.Bootstrap(initialConfig);
             store.Append(bootstrap.Entries);
             store.SetHardState(bootstrap.HardState);
