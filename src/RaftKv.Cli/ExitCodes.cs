@@ -26,6 +26,9 @@ public static class ExitCodes
     /// <summary>The server refused the request as invalid or too large; nothing was applied.</summary>
     public const int Rejected = 7;
 
+    /// <summary>member/leader: the cluster refused the change for now (another change is in flight, a learner has not caught up).</summary>
+    public const int Conflict = 8;
+
     public const string Help = """
         Exit codes:
           0  success
@@ -36,5 +39,6 @@ public static class ExitCodes
           5  cluster unavailable: no node could serve the request
           6  outcome unknown: the write may or may not have been applied
           7  rejected by the server as invalid or too large
+          8  refused for now: another membership change is in flight, or the learner has not caught up
         """;
 }

@@ -33,6 +33,8 @@ var root = new RootCommand($"""
       raft-cli get mykey
       raft-cli --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082 status
       raft-cli benchmark --operations 1000
+      raft-cli member list
+      raft-cli leader transfer --to n2
 
     {ExitCodes.Help}
     """);
@@ -47,6 +49,8 @@ root.Subcommands.Add(KvCommands.Delete(context));
 root.Subcommands.Add(KvCommands.Cas(context));
 root.Subcommands.Add(ClusterCommands.Status(context));
 root.Subcommands.Add(ClusterCommands.Health(context));
+root.Subcommands.Add(MemberCommands.Member(context));
+root.Subcommands.Add(MemberCommands.Leader(context));
 root.Subcommands.Add(BenchmarkCommand.Create(context));
 
 var parsed = root.Parse(args);
@@ -140,6 +144,11 @@ namespace RaftKv.Cli
             {
                 Console.Error.WriteLine($"raft-cli: rejected ({error.Status}): {error.Message}");
                 return ExitCodes.Rejected;
+            }
+            catch (ConflictException error)
+            {
+                Console.Error.WriteLine("raft-cli: refused for now: " + error.Message);
+                return ExitCodes.Conflict;
             }
             catch (UsageException error)
             {

@@ -24,3 +24,6 @@ public sealed class InvalidRequestException(string message, int status, string? 
 
     public string? Field { get; } = field;
 }
+
+/// <summary>The cluster refused a membership or leadership change for now (409): another change is in flight, or a learner has not caught up.</summary>
+public sealed class ConflictException(string message) : RaftKvException(message);

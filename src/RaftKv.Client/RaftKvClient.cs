@@ -241,6 +241,113 @@ public sealed class RaftKvClient : IDisposable
             (endpoint, why) => new EndpointStatus(endpoint, null, why),
             cancellationToken);
 
+    // ---------------------------------------------------------------- membership and leadership (/cluster)
+
+    /// <summary>The members as the first endpoint that answers sees them.</summary>
+    public Task<MembersResponse> MembersAsync(CancellationToken cancellationToken = default) =>
+        AdminAsync(HttpMethod.Get, "/cluster/members", null, ContractsJson.Default.MembersResponse, change: false, cancellationToken);
+
+    /// <summary>Adds a node: a learner, or (<paramref name="learner"/> false) a voter once it has caught up. Start it with --join.</summary>
+    public Task<MembersResponse> AddMemberAsync(string id, Uri peerUrl, Uri? clientUrl, bool learner, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(peerUrl);
+        var body = JsonSerializer.SerializeToUtf8Bytes(new AddMemberRequest(id, peerUrl.ToString(), clientUrl?.ToString(), learner), ContractsJson.Default.AddMemberRequest);
+        return AdminAsync(HttpMethod.Post, "/cluster/members", body, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+    }
+
+    public Task<MembersResponse> PromoteMemberAsync(string id, CancellationToken cancellationToken = default) =>
+        AdminAsync(HttpMethod.Post, $"/cluster/members/{Uri.EscapeDataString(id)}/promote", null, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+
+    public Task<MembersResponse> RemoveMemberAsync(string id, CancellationToken cancellationToken = default) =>
+        AdminAsync(HttpMethod.Delete, $"/cluster/members/{Uri.EscapeDataString(id)}", null, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+
+    /// <summary>Hands leadership to <paramref name="to"/>, or (null) to the most caught-up voter; answers with the new leader.</summary>
+    public Task<LeaderResponse> TransferLeaderAsync(string? to, CancellationToken cancellationToken = default)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new TransferLeaderRequest(to), ContractsJson.Default.TransferLeaderRequest);
+        return AdminAsync(HttpMethod.Post, "/cluster/leader", body, ContractsJson.Default.LeaderResponse, change: true, cancellationToken);
+    }
+
+    /// <summary>
+    /// One /cluster request, tried on each endpoint in turn while nodes are down or have no leader (503). A change is never
+    /// resent once a node may have received it: its outcome is then unknown (the caller checks the member list).
+    /// </summary>
+    private async Task<T> AdminAsync<T>(HttpMethod method, string path, byte[]? body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type,
+        bool change, CancellationToken cancellationToken)
+    {
+        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        overall.CancelAfter(_options.Timeout);
+        string? lastProblem = null;
+        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        {
+            if (attempt > 0)
+            {
+                try
+                {
+                    await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+            var endpoint = PickEndpoint(attempt);
+            // A change may wait for two commits and a learner to catch up: it gets the whole timeout.
+            using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
+            attemptTimeout.CancelAfter(change ? _options.Timeout : _options.AttemptTimeout);
+            try
+            {
+                using var request = new HttpRequestMessage(method, new Uri(endpoint, path));
+                if (body is not null)
+                {
+                    request.Content = new ByteArrayContent(body);
+                    request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+                }
+                using var response = await _http.SendAsync(request, attemptTimeout.Token).ConfigureAwait(false);
+                var status = (int)response.StatusCode;
+                if (status is 200 or 201)
+                {
+                    return await ReadAsync(response, type, attemptTimeout.Token).ConfigureAwait(false);
+                }
+                var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
+                var detail = problem?.Detail ?? $"{endpoint} answered {status} {response.ReasonPhrase}";
+                switch (status)
+                {
+                    case 400 or 404 or 413:
+                        throw new InvalidRequestException(detail, status, problem?.Field);
+                    case 409:
+                        throw new ConflictException(detail);
+                    case 503:
+                        lastProblem = detail; // nothing was changed: another node may serve it
+                        break;
+                    case 504:
+                        throw new OutcomeUnknownException(detail);
+                    default:
+                        lastProblem = detail;
+                        break;
+                }
+            }
+            catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
+            {
+                lastProblem = $"{endpoint}: {error.Message}";
+                Forget(endpoint);
+            }
+            catch (Exception error) when (change && (error is HttpRequestException or IOException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
+            {
+                throw new OutcomeUnknownException($"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}; check the member list");
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                Forget(endpoint);
+            }
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
+    }
+
     /// <summary>Liveness and readiness of every endpoint.</summary>
     public Task<IReadOnlyList<HealthReport>> HealthAsync(CancellationToken cancellationToken = default) =>
         AskEveryEndpointAsync(

@@ -16,6 +16,10 @@ namespace RaftKv.Contracts;
 [JsonSerializable(typeof(ProblemResponse))]
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(HealthResponse))]
+[JsonSerializable(typeof(MembersResponse))]
+[JsonSerializable(typeof(AddMemberRequest))]
+[JsonSerializable(typeof(TransferLeaderRequest))]
+[JsonSerializable(typeof(LeaderResponse))]
 public sealed partial class ContractsJson : JsonSerializerContext
 {
     public static ContractsJson Strict { get; } = new(new JsonSerializerOptions

@@ -39,3 +39,18 @@ public sealed record PeerStatus(
 
 /// <summary>GET /health and /health/ready: {"status":"Healthy","detail":"..."}.</summary>
 public sealed record HealthResponse(string Status, string? Detail);
+
+/// <summary>One member of the configuration in force. Role: voter, learner, or outgoing (a voter leaving through a joint configuration).</summary>
+public sealed record MemberResponse(string Id, string Role, string? PeerUrl, string? ClientUrl, bool IsLeader, ulong? Match = null);
+
+/// <summary>GET /cluster/members: the configuration in force on the answering node, and whether a change is in flight.</summary>
+public sealed record MembersResponse(string ClusterId, string? Leader, bool Joint, bool ChangeInFlight, IReadOnlyList<MemberResponse> Members);
+
+/// <summary>POST /cluster/members: a node to add, as a learner (the default) or, once it caught up, as a voter.</summary>
+public sealed record AddMemberRequest(string? Id, string? PeerUrl, string? ClientUrl, bool? Learner);
+
+/// <summary>POST /cluster/leader: hand leadership to <see cref="To"/>, or (none) to the most caught-up voter.</summary>
+public sealed record TransferLeaderRequest(string? To);
+
+/// <summary>The leader after a transfer.</summary>
+public sealed record LeaderResponse(string Leader, ulong Term);

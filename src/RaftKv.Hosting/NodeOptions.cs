@@ -15,6 +15,13 @@ public sealed class NodeOptions : IValidatedOptions
     /// <summary>Every member and its peer URL: "n1=http://127.0.0.1:9081,n2=...". Empty: this node alone, at <see cref="Peer"/>.</summary>
     public string Peers { get; set; } = "";
 
+    /// <summary>
+    /// The client URL of any member of an existing cluster. A node started with an empty data directory and Join takes
+    /// that cluster's id and members from it, and waits, with no configuration, to be added (raft-cli member add). Once its
+    /// data directory holds data, Join only checks that the cluster is the same one. Excludes <see cref="Peers"/>.
+    /// </summary>
+    public string Join { get; set; } = "";
+
     public string DataDir { get; set; } = "./data";
 
     /// <summary>Where clients connect (HTTP/1.1).</summary>
@@ -78,6 +85,14 @@ public sealed class NodeOptions : IValidatedOptions
             failures.Add($"NodeId: '{NodeId}' is not a node id (use n1, n2, … or 1, 2, …)");
         }
         failures.AddRange(ValidatePeers(self));
+        if (!string.IsNullOrWhiteSpace(Join) && !IsHttpUrl(Join))
+        {
+            failures.Add($"Join: '{Join}' is not an absolute http:// URL with a port (a member's client URL)");
+        }
+        if (!string.IsNullOrWhiteSpace(Join) && !string.IsNullOrWhiteSpace(Peers))
+        {
+            failures.Add("Join: a joining node learns the members from the cluster; leave Peers empty (set Peer to this node's own peer URL)");
+        }
         if (!IsListenUrl(Http))
         {
             failures.Add($"Http: '{Http}' is not an http:// URL with a port and an address to listen on (an IP address or localhost)");

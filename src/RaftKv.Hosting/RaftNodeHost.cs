@@ -1,3 +1,4 @@
+using System.Text;
 using Grpc.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -90,7 +91,21 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public FileSnapshotStore SnapshotFiles => _snapshots!;
 
-    public IReadOnlyDictionary<NodeId, Uri> Peers { get; private set; } = new Dictionary<NodeId, Uri>();
+    /// <summary>Every member's peer URL, as the configuration in force names them (or, before it names any, as the node was started with).</summary>
+    public IReadOnlyDictionary<NodeId, Uri> Peers => _peers;
+
+    private volatile IReadOnlyDictionary<NodeId, Uri> _peers = new Dictionary<NodeId, Uri>();
+
+    /// <summary>The configuration in force on this node, as the loop last reported it.</summary>
+    public ClusterConfig Config => _config;
+
+    private volatile ClusterConfig _config = ClusterConfig.Empty;
+
+    private NodeIdentity? _identity;
+    private PeerRegistry? _registry;
+    private int _refused;
+
+    public NodeIdentity Identity => _identity!;
 
     public NodeId KnownLeader => Loop.KnownLeader;
 
@@ -98,33 +113,55 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public event EventHandler<LeaderChangedEventArgs>? LeaderChanged;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         var directory = Path.GetFullPath(_node.DataDir);
+        bool fresh;
         try
         {
             Directory.CreateDirectory(directory);
+            fresh = !Directory.EnumerateFileSystemEntries(directory).Any();
         }
         catch (Exception error) when (error is IOException or UnauthorizedAccessException)
         {
             throw new StorageException($"cannot create the data directory {directory}: {error.Message}", error);
         }
         var files = new PhysicalFileSystem(directory);
+        var (identity, bootstrap, seeds) = await IdentifyAsync(files, directory, fresh, cancellationToken).ConfigureAwait(false);
+        _identity = identity;
+        _registry = new PeerRegistry(files);
+        _peers = seeds;
+        _transport = new GrpcTransport(this, seeds, _transportOptions, _loggers.CreateLogger<GrpcTransport>());
+        if (fresh)
+        {
+            // Before anything is written: a fresh data directory under an id that a peer heard from with another one is a
+            // node that lost its data. It must not take part (it may have voted in a term it forgot).
+            if (seeds.Keys.Any(id => id != Self)
+                && await _transport.HelloAsync(TimeSpan.FromMilliseconds(_transportOptions.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false) is { } refusal)
+            {
+                throw new StorageException($"{directory} is new, but {refusal.Peer} refuses this node: {refusal.Reason}");
+            }
+            identity.Write(files);
+        }
         _log = new WalLogStore(files, _storage, _loggers.CreateLogger<WalLogStore>());
         _snapshots = new FileSnapshotStore(files, _storage);
-        Peers = _node.PeerUrls();
-        var config = ClusterConfig.Create(Peers.Keys);
-        var state = StartupState.Load(_log, _snapshots, config);
+        var state = StartupState.Load(_log, _snapshots, bootstrap);
+        var config = state.Snapshot?.Config ?? LastConfig(state) ?? ClusterConfig.Empty;
         var raft = new RaftNode(_raft with
         {
             Id = Self,
             RandomSeed = _raft.RandomSeed != 0 ? _raft.RandomSeed : Random.Shared.Next(1, int.MaxValue),
         }, state);
-        _transport = new GrpcTransport(this, Peers, _transportOptions, _loggers.CreateLogger<GrpcTransport>());
+        _config = config;
+        if (!config.Members.IsEmpty)
+        {
+            _peers = PeerUrlsOf(config, seeds);
+            _transport.SetPeers(_peers);
+        }
         Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine, _loop,
             observer: this, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
         _metrics.Attach(this);
-        LogStarting(Self, directory, state.LastIndex.Value, state.HardState.Term.Value, config);
+        LogStarting(Self, directory, identity.ClusterIdText, state.LastIndex.Value, state.HardState.Term.Value, config);
 
         _loopTask = Loop.RunAsync(_stopping.Token);
         _ = _loopTask.ContinueWith(t =>
@@ -142,7 +179,75 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _tickerTask = Ticker.RunAsync(Loop, TimeSpan.FromMilliseconds(_node.TickMs), TimeProvider.System, _stopping.Token);
         _transport.Start();
         _lifetime.ApplicationStopping.Register(HandOffLeadership);
-        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Who this data directory belongs to. A fresh directory is bootstrapped from the configured members (a new cluster,
+    /// whose id derives from that configuration), or, with --join, joins the cluster a member names: it takes that
+    /// cluster's id and members' addresses and waits, with no configuration, to be added. A used directory must belong to
+    /// this node id: started under another id it refuses, whatever the settings say.
+    /// </summary>
+    private async Task<(NodeIdentity Identity, ClusterConfig? Bootstrap, IReadOnlyDictionary<NodeId, Uri> Seeds)> IdentifyAsync(
+        IFileSystem files, string directory, bool fresh, CancellationToken cancellationToken)
+    {
+        var identity = NodeIdentity.Read(files);
+        if (identity is not null && identity.Node != Self)
+        {
+            throw new StorageException($"{directory} belongs to {identity.Node} of cluster {identity.ClusterIdText}, not to {Self}; " +
+                "a data directory is never reused under another id");
+        }
+        var joining = !string.IsNullOrWhiteSpace(_node.Join);
+        if (joining && (fresh || identity is not null))
+        {
+            var members = await JoinClient.FetchMembersAsync(new Uri(_node.Join), Self, cancellationToken).ConfigureAwait(false);
+            if (identity is not null && identity.ClusterId != members.ClusterId)
+            {
+                throw new StorageException($"{directory} holds data of cluster {identity.ClusterIdText}, but {_node.Join} serves cluster {NodeIdentity.FormatId(members.ClusterId)}");
+            }
+            identity ??= NodeIdentity.Create(Self, members.ClusterId); // written once the peers agree
+            LogJoining(Self, _node.Join, identity.ClusterIdText, members.Peers.Count);
+            return (identity, null, members.Peers);
+        }
+        var seeds = _node.PeerUrls();
+        var bootstrap = ClusterConfig.Create(seeds.Keys, addresses: seeds.Select(p => KeyValuePair.Create(p.Key, MemberAddress.Format(p.Value, null))));
+        if (identity is null)
+        {
+            // A fresh directory, or one written before identities were recorded: either way the cluster is the one these
+            // members bootstrapped.
+            identity = NodeIdentity.Create(Self, NodeIdentity.ClusterIdOf(bootstrap));
+            if (!fresh)
+            {
+                identity.Write(files); // a fresh directory's is written once the peers agree
+            }
+        }
+        return (identity, bootstrap, seeds);
+    }
+
+    private static ClusterConfig? LastConfig(PersistentState state)
+    {
+        for (var i = state.Entries.Count - 1; i >= 0; i--)
+        {
+            if (state.Entries[i].Kind == EntryKind.Config)
+            {
+                return ClusterConfig.Decode(state.Entries[i].Data.Span);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Peer URLs from a configuration's member addresses; a member without one keeps the URL this node was started with.</summary>
+    private static Dictionary<NodeId, Uri> PeerUrlsOf(ClusterConfig config, IReadOnlyDictionary<NodeId, Uri> fallback)
+    {
+        var peers = new Dictionary<NodeId, Uri>();
+        foreach (var member in config.Members)
+        {
+            var address = config.Addresses.TryGetValue(member, out var text) ? MemberAddress.Parse(text).Peer : null;
+            if ((address ?? fallback.GetValueOrDefault(member)) is { } url)
+            {
+                peers[member] = url;
+            }
+        }
+        return peers;
     }
 
     /// <summary>
@@ -158,11 +263,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             {
                 return;
             }
-            var connected = Transport.Connected;
-            var target = status.Raft.Peers
-                .Where(p => status.Raft.Config.Voters.Contains(p.Id) && p.RecentActive && connected.GetValueOrDefault(p.Id))
-                .OrderByDescending(p => p.Match).ThenBy(p => p.Id).FirstOrDefault();
-            if (target is null || !Loop.TransferLeadershipAsync(target.Id).WaitAsync(TimeSpan.FromSeconds(1)).GetAwaiter().GetResult())
+            var target = BestSuccessor(status.Raft);
+            if (target.IsNone || !Loop.TransferLeadershipAsync(target).WaitAsync(TimeSpan.FromSeconds(1)).GetAwaiter().GetResult())
             {
                 return;
             }
@@ -172,7 +274,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
                 Thread.Sleep(20);
             }
             var takenOver = Loop.KnownRole != Role.Leader;
-            LogHandedOff(Self, target.Id, takenOver);
+            LogHandedOff(Self, target, takenOver);
         }
         catch (TimeoutException)
         {
@@ -182,6 +284,15 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             _peerStreamsClosing.Cancel();
         }
+    }
+
+    /// <summary>The voter to hand leadership to: connected, heard from recently, and the most caught up; none if no voter is.</summary>
+    private NodeId BestSuccessor(RaftStatus raft)
+    {
+        var connected = Transport.Connected;
+        return raft.Peers
+            .Where(p => raft.Config.Voters.Contains(p.Id) && p.RecentActive && connected.GetValueOrDefault(p.Id))
+            .OrderByDescending(p => p.Match).ThenBy(p => p.Id).FirstOrDefault()?.Id ?? NodeId.None;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -273,10 +384,121 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             return refused;
         }
-        var (answer, hint) = request.Kind == ForwardKind.Write
-            ? await ProposeHereAsync(request.Command, cancellationToken).ConfigureAwait(false)
-            : await ReadHereAsync(request.Command, linearizable: true, cancellationToken).ConfigureAwait(false);
+        var (answer, hint) = request.Kind switch
+        {
+            ForwardKind.Write => await ProposeHereAsync(request.Command, cancellationToken).ConfigureAwait(false),
+            ForwardKind.LinearizableRead => await ReadHereAsync(request.Command, linearizable: true, cancellationToken).ConfigureAwait(false),
+            ForwardKind.ConfChange when ConfChangeCodec.Decode(request.Command.Span) is { } change =>
+                await ChangeHereAsync(change, cancellationToken).ConfigureAwait(false),
+            ForwardKind.TransferLeadership when TransferTarget(request.Command.Span) is { } target =>
+                await TransferHereAsync(target, cancellationToken).ConfigureAwait(false),
+            _ => (NodeAnswer.Failed(AnswerStatus.Invalid, Self, $"a forwarded {request.Kind} this node cannot read; nothing was done"), default),
+        };
         return answer ?? NodeAnswer.Failed(AnswerStatus.NoLeader, hint, "the leader changed while the request was forwarded");
+    }
+
+    // ---------------------------------------------------------------- membership and leadership (the /cluster API)
+
+    /// <summary>
+    /// Changes the membership through the leader (forwarded if this node does not lead). Answers once the change is
+    /// applied (a joint one: once the configuration leaving it is); the result is the encoded configuration then in force.
+    /// </summary>
+    public async Task<NodeAnswer> ChangeMembershipAsync(ConfChange change, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        var leader = Loop.KnownLeader;
+        if (leader == Self)
+        {
+            var (answer, hint) = await ChangeHereAsync(change, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
+            {
+                return answer;
+            }
+            leader = hint;
+        }
+        return await ForwardAsync(ForwardKind.ConfChange, ConfChangeCodec.Encode(change), leader, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Hands leadership to <paramref name="target"/> (none: the most caught-up voter) and answers with the new leader.</summary>
+    public async Task<NodeAnswer> TransferLeadershipAsync(NodeId target, CancellationToken cancellationToken)
+    {
+        var leader = Loop.KnownLeader;
+        if (leader == Self)
+        {
+            var (answer, hint) = await TransferHereAsync(target, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
+            {
+                return answer;
+            }
+            leader = hint;
+        }
+        return await ForwardAsync(ForwardKind.TransferLeadership, Encoding.UTF8.GetBytes(target.IsNone ? "" : target.ToString()), leader, cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    private static NodeId? TransferTarget(ReadOnlySpan<byte> command)
+    {
+        var text = Encoding.UTF8.GetString(command);
+        return text.Length == 0 ? NodeId.None : NodeId.TryParse(text, out var id) ? id : null;
+    }
+
+    private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> ChangeHereAsync(ConfChange change, CancellationToken cancellationToken)
+    {
+        // Two entries must commit (a joint configuration and the one leaving it): twice a request's time.
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_node.RequestTimeout * 2);
+        ProposalOutcome outcome;
+        try
+        {
+            outcome = await Loop.ChangeMembershipAsync(change).WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return (NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs * 2} ms; see GET /cluster/members"), default);
+        }
+        return Answer(outcome);
+    }
+
+    private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> TransferHereAsync(NodeId target, CancellationToken cancellationToken)
+    {
+        var config = Config;
+        if (!target.IsNone && !config.Voters.Contains(target))
+        {
+            return (NodeAnswer.Failed(AnswerStatus.Invalid, Self, $"{target} is not a voter of {config}"), default);
+        }
+        if (target == Self)
+        {
+            return (new NodeAnswer(AnswerStatus.Ok, default, LogIndex.Zero, Loop.KnownTerm, Self, null), default);
+        }
+        if (target.IsNone)
+        {
+            var status = await Loop.GetStatusAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (status.Raft.Role != Role.Leader)
+            {
+                return (null, status.Raft.Leader);
+            }
+            target = BestSuccessor(status.Raft);
+            if (target.IsNone)
+            {
+                return (NodeAnswer.Failed(AnswerStatus.Conflict, Self, "no other voter is connected and caught up enough to take over"), default);
+            }
+        }
+        if (!await Loop.TransferLeadershipAsync(target).WaitAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return Loop.KnownRole != Role.Leader
+                ? (null, Loop.KnownLeader)
+                : (NodeAnswer.Failed(AnswerStatus.Conflict, Self, "the leader cannot hand over now (a transfer is under way, or no other voter is known)"), default);
+        }
+        // The target campaigns at once once caught up; give it two election timeouts.
+        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(_node.TickMs * _raft.ElectionTimeoutTicks * 4);
+        while (DateTime.UtcNow < deadline && (Loop.KnownLeader == Self || Loop.KnownLeader.IsNone))
+        {
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+        var leader = Loop.KnownLeader;
+        return leader == Self || leader.IsNone
+            ? (NodeAnswer.Failed(AnswerStatus.Conflict, leader, "the transfer did not complete in time; this node leads on or no leader is known yet"), default)
+            : (new NodeAnswer(AnswerStatus.Ok, default, LogIndex.Zero, Loop.KnownTerm, leader, null), default);
     }
 
     /// <summary>A command or query larger than the log (or a peer message) takes: refused, never appended.</summary>
@@ -301,6 +523,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             return (NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs} ms"), default);
         }
         _metrics.ProposalOutcome(outcome.Status);
+        return Answer(outcome);
+    }
+
+    /// <summary>A proposal's outcome as an answer; none (and the core's leader hint) when this node does not lead.</summary>
+    private (NodeAnswer? Answer, NodeId LeaderHint) Answer(ProposalOutcome outcome)
+    {
         var leader = Loop.KnownLeader;
         return outcome.Status switch
         {
@@ -308,6 +536,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             ProposalStatus.NotLeader => (null, outcome.LeaderHint),
             ProposalStatus.Lost => (NodeAnswer.Failed(AnswerStatus.Lost, leader, outcome.Reason ?? "another leader's entry took its place"), default),
             ProposalStatus.Rejected => (NodeAnswer.Failed(AnswerStatus.Unavailable, leader, outcome.Reason ?? "refused"), default),
+            ProposalStatus.Conflict => (NodeAnswer.Failed(AnswerStatus.Conflict, leader, outcome.Reason ?? "refused for now"), default),
+            ProposalStatus.Invalid => (NodeAnswer.Failed(AnswerStatus.Invalid, leader, outcome.Reason ?? "refused"), default),
             _ => (NodeAnswer.Failed(AnswerStatus.Unknown, leader, outcome.Reason ?? "the node lost track of the write"), default),
         };
     }
@@ -353,7 +583,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             // The leader did not answer, or answered with a failure of the call itself: a write may or may not have been applied.
             LogForwardFailed(leader, error.Status.Detail);
-            return kind == ForwardKind.Write
+            return kind is ForwardKind.Write or ForwardKind.ConfChange
                 ? NodeAnswer.Failed(AnswerStatus.Unknown, leader, $"the leader {leader} did not answer the forwarded write ({error.StatusCode})")
                 : NodeAnswer.Failed(AnswerStatus.Unavailable, leader, $"the leader {leader} did not answer ({error.StatusCode}); nothing was read");
         }
@@ -397,8 +627,52 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     void IRaftLoopObserver.StorageFailed(string reason) => _metrics.StorageFailed(reason);
 
-    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "{Node} starting from {Directory}: last index {LastIndex}, term {Term}, {Config}")]
-    private partial void LogStarting(NodeId node, string directory, ulong lastIndex, ulong term, ClusterConfig config);
+    void IRaftLoopObserver.ConfigChanged(ClusterConfig config)
+    {
+        _config = config;
+        if (config.Members.IsEmpty)
+        {
+            return; // waiting to be added: keep talking to the members this node was started with
+        }
+        _peers = PeerUrlsOf(config, _peers);
+        _transport?.SetPeers(_peers);
+    }
+
+    // ---------------------------------------------------------------- IPeerHost: who may talk to this node
+
+    public PeerCredentials Credentials => new(Identity.ClusterId, Identity.Incarnation);
+
+    public PeerRefusal? Admit(NodeId from, PeerCredentials credentials)
+    {
+        if (credentials.ClusterId != Identity.ClusterId)
+        {
+            return new PeerRefusal(false, $"{from} belongs to cluster {NodeIdentity.FormatId(credentials.ClusterId)}; {Self} to cluster {Identity.ClusterIdText}");
+        }
+        var refusal = _registry!.Admit(from, credentials.Incarnation);
+        return refusal is null ? null : new PeerRefusal(true, refusal);
+    }
+
+    public void RefusedBy(NodeId peer, string reason)
+    {
+        if (Interlocked.Exchange(ref _refused, 1) != 0)
+        {
+            return;
+        }
+        // This node's data directory is not the one the cluster knows: it may have voted in a term it forgot. It must not
+        // take part, so it stops, loudly.
+        LogRefusedByPeer(Self, peer, reason);
+        Environment.ExitCode = 3;
+        _lifetime.StopApplication();
+    }
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "{Node} starting from {Directory} (cluster {Cluster}): last index {LastIndex}, term {Term}, {Config}")]
+    private partial void LogStarting(NodeId node, string directory, string cluster, ulong lastIndex, ulong term, ClusterConfig config);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "{Node} joins cluster {Cluster} through {Member} ({Members} members known); it waits, with no configuration, to be added as a learner")]
+    private partial void LogJoining(NodeId node, string member, string cluster, int members);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Critical, Message = "{Node} was refused by {Peer}: {Reason}. This node stops (exit code 3)")]
+    private partial void LogRefusedByPeer(NodeId node, NodeId peer, string reason);
 
     [LoggerMessage(EventId = 302, Level = LogLevel.Critical, Message = "the node loop stopped on a broken invariant; the process exits")]
     private partial void LogLoopFailed(Exception error);

@@ -168,6 +168,7 @@ public static class RaftNodeHosting
         client.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapMetrics("/metrics", metrics.Registry);
+        ClusterEndpoints.Map(client, app.Services.GetRequiredService<RaftNodeHost>(), options.MaxRequestBodyBytes);
         var peer = app.MapRaftPeerService();
         if (options.SeparatePorts)
         {
@@ -217,6 +218,11 @@ public static class RaftNodeHosting
         catch (IOException error) when (error.InnerException is System.Net.Sockets.SocketException || error.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
         {
             await Console.Error.WriteLineAsync("raftkv: cannot listen: " + error.Message).ConfigureAwait(false);
+            return 2;
+        }
+        catch (NodeStartException error)
+        {
+            await Console.Error.WriteLineAsync("raftkv: " + error.Message).ConfigureAwait(false);
             return 2;
         }
         catch (StorageException error)

@@ -26,12 +26,13 @@ internal static class StatusEndpoint
         var progress = raft.Peers.ToDictionary(p => p.Id);
         var connected = node.Transport.Connected;
         var dropped = node.Transport.DroppedMessages;
-        var peers = node.Peers.Keys.Where(id => id != node.Self).Select(id =>
+        var addresses = node.Peers;
+        var peers = addresses.Keys.Where(id => id != node.Self).Order().Select(id =>
         {
             progress.TryGetValue(id, out var p);
             return new Contracts.PeerStatus(
                 id.ToString(),
-                node.Peers[id].ToString(),
+                addresses[id].ToString(),
                 connected.GetValueOrDefault(id),
                 dropped.GetValueOrDefault(id),
                 p?.State.ToString(),

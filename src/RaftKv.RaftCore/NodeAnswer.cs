@@ -23,6 +23,12 @@ public enum AnswerStatus
 
     /// <summary>The command is larger than the log or the peer protocol takes; it was not appended and never will be.</summary>
     TooLarge,
+
+    /// <summary>A membership change or leadership transfer refused for now (another change in flight, a learner not caught up). Nothing happened.</summary>
+    Conflict,
+
+    /// <summary>A membership change or leadership transfer that can never be made as asked (an unknown node, the last voter). Nothing happened.</summary>
+    Invalid,
 }
 
 /// <summary>

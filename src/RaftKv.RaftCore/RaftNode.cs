@@ -258,16 +258,18 @@ public sealed class RaftNode
         return true;
     }
 
+    /// <summary>The voter (other than this node) with the highest match index, preferring those heard from recently.</summary>
     private NodeId MostCaughtUpVoter()
     {
         var best = NodeId.None;
-        var bestMatch = LogIndex.Zero;
+        (bool Active, LogIndex Match) bestRank = default;
         foreach (var (id, progress) in _progress)
         {
-            if (Config.Voters.Contains(id) && (best.IsNone || progress.Match > bestMatch))
+            var rank = (progress.RecentActive, progress.Match);
+            if (Config.Voters.Contains(id) && (best.IsNone || rank.CompareTo(bestRank) > 0))
             {
                 best = id;
-                bestMatch = progress.Match;
+                bestRank = rank;
             }
         }
         return best;
@@ -1155,7 +1157,7 @@ public sealed class RaftNode
             .Select(p => new PeerStatus(p.Id, p.State, p.Match, p.Next, p.TicksSinceContact, p.RecentActive))
             .ToList();
         return new RaftStatus(Id, Role, Term, Vote, Leader, _log.Committed, _log.Applied, _log.Persisted, _log.LastIndex, _log.LastTerm,
-            _log.FirstIndex, _log.LatestSnapshot?.Index ?? LogIndex.Zero, Config, peers);
+            _log.FirstIndex, _log.LatestSnapshot?.Index ?? LogIndex.Zero, Config, peers) { ConfigCommitted = ConfigCommitted };
     }
 
     /// <summary>Entries from <paramref name="from"/> through <paramref name="through"/> that this node still holds (for checkers and tools).</summary>

@@ -100,7 +100,11 @@ public sealed record RaftStatus(
     LogIndex FirstIndex,
     LogIndex SnapshotIndex,
     ClusterConfig Config,
-    IReadOnlyList<PeerStatus> Peers);
+    IReadOnlyList<PeerStatus> Peers)
+{
+    /// <summary>Whether <see cref="Config"/> is committed: no membership change is in flight.</summary>
+    public bool ConfigCommitted { get; init; } = true;
+}
 
 /// <summary>The leader's view of one follower, copied out of <see cref="Progress"/>.</summary>
 public sealed record PeerStatus(NodeId Id, ReplicationState State, LogIndex Match, LogIndex Next, int TicksSinceContact, bool RecentActive);

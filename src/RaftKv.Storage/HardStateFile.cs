@@ -11,7 +11,7 @@ namespace RaftKv.Storage;
 internal sealed record LogMeta(HardState HardState, LogIndex BaseIndex, Term BaseTerm, uint Generation)
 {
     public const string FileName = "state";
-    public const string TempFileName = "state.tmp";
+    public const string TempFileName = "state" + DurableFile.TempSuffix;
     private const int Bytes = 8 + 4 + (8 * 5) + 4 + 4;
 
     private static ReadOnlySpan<byte> Magic => "RKVSTATE"u8;
@@ -66,13 +66,6 @@ internal sealed record LogMeta(HardState HardState, LogIndex BaseIndex, Term Bas
         BinaryPrimitives.WriteUInt64LittleEndian(fields[32..], BaseTerm.Value);
         BinaryPrimitives.WriteUInt32LittleEndian(fields[40..], Generation);
         BinaryPrimitives.WriteUInt32LittleEndian(buffer[^4..], Crc32C.Compute(buffer[..^4]));
-        using (var file = files.Open(TempFileName, create: true))
-        {
-            file.SetLength(0);
-            file.Write(0, buffer);
-            file.Sync();
-        }
-        files.Rename(TempFileName, FileName);
-        files.SyncDirectory("");
+        DurableFile.Replace(files, FileName, buffer);
     }
 }

@@ -95,13 +95,58 @@ public interface IPeerHost
 
     /// <summary>Runs a request a follower forwarded (opaque bytes) on this node; the answer goes back as it is.</summary>
     Task<NodeAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken);
+
+    /// <summary>What this node says of itself on every call: its cluster and the incarnation of its data directory.</summary>
+    PeerCredentials Credentials { get; }
+
+    /// <summary>Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not.</summary>
+    PeerRefusal? Admit(NodeId from, PeerCredentials credentials);
+
+    /// <summary>A peer refused this node for good (its data directory is not the one the cluster knows): the node must stop.</summary>
+    void RefusedBy(NodeId peer, string reason);
 }
 
-/// <summary>What a forwarded request asks of the leader: a write to propose, or a read to run through ReadIndex.</summary>
+/// <summary>A node's cluster id and the incarnation of its data directory, sent as headers with every peer call.</summary>
+public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation)
+{
+    public const string ClusterHeader = "raftkv-cluster";
+    public const string IncarnationHeader = "raftkv-incarnation";
+    public const string FromHeader = "raftkv-from";
+
+    public Metadata ToHeaders(NodeId from) =>
+    [
+        new(ClusterHeader, ClusterId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture)),
+        new(IncarnationHeader, Incarnation.ToString("x16", System.Globalization.CultureInfo.InvariantCulture)),
+        new(FromHeader, from.ToString()),
+    ];
+
+    /// <summary>The sender and its credentials from a call's headers; null if any is missing or malformed.</summary>
+    public static (NodeId From, PeerCredentials Credentials)? FromHeaders(Metadata headers)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        var style = System.Globalization.NumberStyles.AllowHexSpecifier;
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        return ulong.TryParse(headers.GetValue(ClusterHeader), style, culture, out var cluster)
+            && ulong.TryParse(headers.GetValue(IncarnationHeader), style, culture, out var incarnation)
+            && NodeId.TryParse(headers.GetValue(FromHeader) ?? "", out var from)
+            ? (from, new PeerCredentials(cluster, incarnation))
+            : null;
+    }
+}
+
+/// <summary>Why a peer's call is refused; <see cref="Fatal"/> when the caller must stop (it lost its data), not retry.</summary>
+public sealed record PeerRefusal(bool Fatal, string Reason)
+{
+    public StatusCode StatusCode => Fatal ? StatusCode.PermissionDenied : StatusCode.FailedPrecondition;
+}
+
+/// <summary>What a forwarded request asks of the leader: a write to propose, a read to run through ReadIndex, a membership change, a leadership transfer.</summary>
 public enum ForwardKind
 {
     Write,
     LinearizableRead,
+    ConfChange,
+    TransferLeadership,
 }
 
 /// <summary>A request a follower hands to the leader: the application's command bytes, which the transport never reads.</summary>
@@ -118,8 +163,13 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
     private readonly IPeerHost _host;
     private readonly TransportOptions _options;
     private readonly ILogger _logger;
-    private readonly Dictionary<NodeId, PeerSender> _senders = [];
     private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _peersLock = new();
+
+    // Replaced whole when the membership changes (on the node loop); read from any thread without a lock.
+    private volatile System.Collections.Immutable.ImmutableSortedDictionary<NodeId, PeerSender> _senders =
+        System.Collections.Immutable.ImmutableSortedDictionary<NodeId, PeerSender>.Empty;
+    private bool _started;
 
     public GrpcTransport(IPeerHost host, IReadOnlyDictionary<NodeId, Uri> peers, TransportOptions options, ILogger logger)
     {
@@ -132,22 +182,112 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             throw new ArgumentException("invalid transport options: " + string.Join("; ", problems), nameof(options));
         }
         _logger = logger ?? throw new ArgumentNullException(nameof(logger));
-        foreach (var (id, address) in peers)
+        SetPeers(peers);
+    }
+
+    private Metadata Headers => _headers ??= _host.Credentials.ToHeaders(_host.Self);
+
+    private Metadata? _headers;
+
+    public void Start()
+    {
+        lock (_peersLock)
         {
-            if (id != host.Self)
+            _started = true;
+            foreach (var sender in _senders.Values)
             {
-                _senders[id] = new PeerSender(this, id, address);
+                sender.Start(_stopping.Token);
             }
         }
     }
 
-    public void Start()
+    /// <summary>How long a peer that left the configuration is still streamed to: a removed leader must still hear the acknowledgements that let it commit its own removal, and answers to forwarded requests must find their way back.</summary>
+    public static readonly TimeSpan LeftPeerGrace = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The peers to stream to, as the configuration in force names them: new ones get a sender; one that moved to another
+    /// address gets a new sender; one no longer named keeps its sender for <see cref="LeftPeerGrace"/>, then it is stopped
+    /// (unless it is named again). Messages to a node not listed are dropped.
+    /// </summary>
+    public void SetPeers(IReadOnlyDictionary<NodeId, Uri> peers)
     {
-        foreach (var sender in _senders.Values)
+        ArgumentNullException.ThrowIfNull(peers);
+        var stopped = new List<PeerSender>();
+        lock (_peersLock)
         {
-            sender.Start(_stopping.Token);
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return;
+            }
+            _wanted = peers.Keys.ToHashSet();
+            var senders = _senders.ToBuilder();
+            foreach (var (id, sender) in _senders)
+            {
+                if (peers.TryGetValue(id, out var address) && address != sender.Address)
+                {
+                    senders.Remove(id);
+                    stopped.Add(sender);
+                }
+                else if (!peers.ContainsKey(id) && _started)
+                {
+                    _ = StopIfStillUnwantedAsync(id);
+                }
+            }
+            foreach (var (id, address) in peers)
+            {
+                if (id != _host.Self && !senders.ContainsKey(id))
+                {
+                    var sender = new PeerSender(this, id, address);
+                    senders[id] = sender;
+                    if (_started)
+                    {
+                        sender.Start(_stopping.Token);
+                    }
+                    LogPeerAdded(_host.Self, id, address);
+                }
+            }
+            _senders = senders.ToImmutable();
+        }
+        foreach (var sender in stopped)
+        {
+            LogPeerRemoved(_host.Self, sender.Peer);
+            _ = sender.StopAsync();
         }
     }
+
+    private HashSet<NodeId> _wanted = [];
+
+    private async Task StopIfStillUnwantedAsync(NodeId id)
+    {
+        try
+        {
+            await Task.Delay(LeftPeerGrace, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // the transport stops every sender itself
+        }
+        PeerSender? stopped = null;
+        lock (_peersLock)
+        {
+            if (Volatile.Read(ref _disposed) == 0 && !_wanted.Contains(id) && _senders.TryGetValue(id, out stopped))
+            {
+                _senders = _senders.Remove(id);
+            }
+            else
+            {
+                stopped = null;
+            }
+        }
+        if (stopped is not null)
+        {
+            LogPeerRemoved(_host.Self, id);
+            await stopped.StopAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The peers this node streams to now.</summary>
+    public IReadOnlyDictionary<NodeId, Uri> Peers => _senders.ToDictionary(s => s.Key, s => s.Value.Address);
 
     public void Send(Message message)
     {
@@ -175,9 +315,42 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         {
             From = _host.Self.Value,
             Command = UnsafeByteOperations.UnsafeWrap(request.Command), // never written after encoding
-            Kind = request.Kind == ForwardKind.Write ? Proto.ForwardKind.Write : Proto.ForwardKind.LinearizableRead,
-        }, deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            Kind = MessageMapper.ToProto(request.Kind),
+        }, headers: Headers, deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         return MessageMapper.FromProto(reply);
+    }
+
+    /// <summary>
+    /// Asks every peer whether it would hear this node. Returns the first fatal refusal (this node's data directory is not
+    /// the one the cluster knows), or null; a peer that does not answer within <paramref name="timeout"/> is skipped.
+    /// </summary>
+    public async Task<(NodeId Peer, string Reason)?> HelloAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var calls = _senders.Values.Select(async sender =>
+        {
+            try
+            {
+                await sender.Client.HelloAsync(new Proto.HelloRequest(), headers: Headers, deadline: DateTime.UtcNow + timeout,
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+                return ((NodeId, string)?)null;
+            }
+            catch (RpcException error) when (error.StatusCode == StatusCode.PermissionDenied)
+            {
+                return (sender.Peer, error.Status.Detail);
+            }
+            catch (RpcException)
+            {
+                return null; // down, another cluster, or an older peer: the streams will tell
+            }
+        }).ToList();
+        foreach (var answer in await Task.WhenAll(calls).ConfigureAwait(false))
+        {
+            if (answer is not null)
+            {
+                return answer;
+            }
+        }
+        return null;
     }
 
     private int _disposed;
@@ -189,12 +362,23 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             return;
         }
         await _stopping.CancelAsync().ConfigureAwait(false);
-        foreach (var sender in _senders.Values)
+        System.Collections.Immutable.ImmutableSortedDictionary<NodeId, PeerSender> senders;
+        lock (_peersLock)
+        {
+            senders = _senders;
+        }
+        foreach (var sender in senders.Values)
         {
             await sender.StopAsync().ConfigureAwait(false);
         }
         _stopping.Dispose();
     }
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Information, Message = "{Self} will stream to {Peer} at {Address}")]
+    private partial void LogPeerAdded(NodeId self, NodeId peer, Uri address);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "{Self} stopped streaming to {Peer}: it left the configuration or moved")]
+    private partial void LogPeerRemoved(NodeId self, NodeId peer);
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "{Self} lost its stream to {Peer} ({Reason}); reconnecting with backoff")]
     private partial void LogDisconnected(NodeId self, NodeId peer, string reason);
@@ -251,6 +435,10 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
 
         public Proto.RaftPeer.RaftPeerClient Client { get; }
 
+        public NodeId Peer => _peer;
+
+        public Uri Address => _address;
+
         public long Dropped => Interlocked.Read(ref _dropped);
 
         public bool IsConnected => _connected;
@@ -260,6 +448,14 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             if (!_outbox.Writer.TryWrite(message))
             {
                 Interlocked.Increment(ref _dropped);
+            }
+        }
+
+        private void ReportRefusal(Exception? error)
+        {
+            if (error is RpcException { StatusCode: StatusCode.PermissionDenied } refused)
+            {
+                _transport._host.RefusedBy(_peer, refused.Status.Detail);
             }
         }
 
@@ -289,7 +485,11 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             {
                 try
                 {
-                    using var call = Client.Stream(cancellationToken: stopping);
+                    using var call = Client.Stream(headers: _transport.Headers, cancellationToken: stopping);
+                    // A refusal comes back as the call's answer, which a client stream sees only when it ends: watch for it.
+                    _ = call.ResponseAsync.ContinueWith(
+                        answer => ReportRefusal(answer.Exception?.GetBaseException()),
+                        CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
                     var announced = false;
                     while (await _outbox.Reader.WaitToReadAsync(stopping).ConfigureAwait(false))
                     {
@@ -315,6 +515,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                 }
                 catch (Exception error) when (error is RpcException or IOException or HttpRequestException or InvalidOperationException)
                 {
+                    ReportRefusal(error);
                     if (_connected)
                     {
                         _transport.LogDisconnected(_transport._host.Self, _peer, error.Message);
@@ -383,7 +584,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         private async Task<long> SendSnapshotAsync(InstallSnapshot install, CancellationToken stopping)
         {
             using var source = _transport._host.Snapshots.OpenRead(install.Snapshot);
-            using var call = Client.InstallSnapshot(cancellationToken: stopping);
+            using var call = Client.InstallSnapshot(headers: _transport.Headers, cancellationToken: stopping);
             var buffer = new byte[_transport._options.SnapshotChunkBytes];
             var first = true;
             long sent = 0;

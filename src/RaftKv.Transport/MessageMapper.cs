@@ -125,6 +125,8 @@ internal static class MessageMapper
             AnswerStatus.Unknown => Proto.AnswerStatus.Unknown,
             AnswerStatus.TimedOut => Proto.AnswerStatus.TimedOut,
             AnswerStatus.TooLarge => Proto.AnswerStatus.TooLarge,
+            AnswerStatus.Conflict => Proto.AnswerStatus.Conflict,
+            AnswerStatus.Invalid => Proto.AnswerStatus.Invalid,
             _ => throw new ArgumentOutOfRangeException(nameof(answer), answer.Status, "no wire form"),
         },
         Result = Google.Protobuf.UnsafeByteOperations.UnsafeWrap(answer.Result), // made for this answer alone
@@ -144,6 +146,8 @@ internal static class MessageMapper
             Proto.AnswerStatus.Lost => AnswerStatus.Lost,
             Proto.AnswerStatus.TimedOut => AnswerStatus.TimedOut,
             Proto.AnswerStatus.TooLarge => AnswerStatus.TooLarge,
+            Proto.AnswerStatus.Conflict => AnswerStatus.Conflict,
+            Proto.AnswerStatus.Invalid => AnswerStatus.Invalid,
             _ => AnswerStatus.Unknown,
         },
         reply.Result.Memory,
@@ -151,6 +155,25 @@ internal static class MessageMapper
         new Term(reply.Term),
         new NodeId(reply.Leader),
         reply.Reason.Length == 0 ? null : reply.Reason);
+
+    public static Proto.ForwardKind ToProto(ForwardKind kind) => kind switch
+    {
+        ForwardKind.Write => Proto.ForwardKind.Write,
+        ForwardKind.LinearizableRead => Proto.ForwardKind.LinearizableRead,
+        ForwardKind.ConfChange => Proto.ForwardKind.ConfChange,
+        ForwardKind.TransferLeadership => Proto.ForwardKind.TransferLeadership,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no wire form"),
+    };
+
+    /// <summary>A forwarded request's kind; null for one this node does not know (it is refused, never guessed).</summary>
+    public static ForwardKind? FromProto(Proto.ForwardKind kind) => kind switch
+    {
+        Proto.ForwardKind.Write => ForwardKind.Write,
+        Proto.ForwardKind.LinearizableRead => ForwardKind.LinearizableRead,
+        Proto.ForwardKind.ConfChange => ForwardKind.ConfChange,
+        Proto.ForwardKind.TransferLeadership => ForwardKind.TransferLeadership,
+        _ => null,
+    };
 
     /// <summary>Bytes a message adds to a batch, without serializing it (for batch bounds).</summary>
     public static int EstimateBytes(Message message)

@@ -12,6 +12,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
+        Admit(context);
         using var closing = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, host.PeerStreamsClosing);
         try
         {
@@ -52,6 +53,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
+        Admit(context); // before a byte of the snapshot is stored
         InstallSnapshot? install = null;
         ISnapshotWriter? writer = null;
         try
@@ -93,16 +95,37 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
-        var kind = request.Kind switch
-        {
-            Proto.ForwardKind.Write => ForwardKind.Write,
-            Proto.ForwardKind.LinearizableRead => ForwardKind.LinearizableRead,
-            _ => throw new RpcException(new Status(StatusCode.InvalidArgument, $"forward kind {request.Kind}: neither a write nor a read; nothing was done")),
-        };
+        Admit(context);
+        var kind = MessageMapper.FromProto(request.Kind)
+            ?? throw new RpcException(new Status(StatusCode.InvalidArgument, $"forward kind {request.Kind}: not a kind this node knows; nothing was done"));
         var answer = await host.ExecuteForwardedAsync(new ForwardedRequest(new NodeId(request.From), kind, request.Command.Memory), context.CancellationToken)
             .ConfigureAwait(false);
         return MessageMapper.ToProto(answer);
     }
+
+    public override Task<Proto.HelloReply> Hello(Proto.HelloRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        Admit(context);
+        return Task.FromResult(new Proto.HelloReply());
+    }
+
+    /// <summary>Hears only peers of this cluster whose data directory is the one it knows; anything else is refused before it is read.</summary>
+    private void Admit(ServerCallContext context)
+    {
+        if (PeerCredentials.FromHeaders(context.RequestHeaders) is not { } caller)
+        {
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "a peer call must carry the cluster id, the sender and its incarnation"));
+        }
+        if (host.Admit(caller.From, caller.Credentials) is { } refusal)
+        {
+            LogRefused(caller.From, refusal.Reason);
+            throw new RpcException(new Status(refusal.StatusCode, refusal.Reason));
+        }
+    }
+
+    [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "refused a call from {From}: {Reason}")]
+    private partial void LogRefused(NodeId from, string reason);
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]
     private partial void LogMalformed(ulong from, string reason);

@@ -11,11 +11,16 @@ public sealed class LocalCluster : IAsyncDisposable
 {
     private readonly List<ServerProcess> _nodes = [];
 
-    private LocalCluster(string directory, Faults.NetworkLab? lab)
+    private LocalCluster(string directory, Faults.NetworkLab? lab, IReadOnlyList<string> extraArguments, string? serverDll)
     {
         Directory = directory;
         Lab = lab;
+        _extraArguments = extraArguments;
+        _serverDll = serverDll;
     }
+
+    private readonly IReadOnlyList<string> _extraArguments;
+    private readonly string? _serverDll;
 
     public string Directory { get; }
 
@@ -35,7 +40,8 @@ public sealed class LocalCluster : IAsyncDisposable
     public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null,
         string? serverDll = null)
     {
-        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab);
+        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab,
+            [.. extraArguments ?? []], serverDll);
         var ports = lab is null ? FreePorts.Take(2 * size) : [.. Enumerable.Repeat(8080, size), .. Enumerable.Repeat(9080, size)];
         string Host(int i) => lab is null ? "127.0.0.1" : lab.Address(i);
         var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://{Host(i)}:{ports[size + i]}"));
@@ -108,6 +114,69 @@ public sealed class LocalCluster : IAsyncDisposable
         await node.DisposeAsync().ConfigureAwait(false);
         await restarted.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         return restarted;
+    }
+
+    /// <summary>Starts a node that exited again, on its ports and data directory, without waiting for it to serve (it may refuse to start).</summary>
+    public async Task<ServerProcess> RestartWithoutWaitingAsync(ServerProcess node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        var restarted = node.Restart();
+        _nodes[_nodes.IndexOf(node)] = restarted;
+        await node.DisposeAsync().ConfigureAwait(false);
+        return restarted;
+    }
+
+    /// <summary>
+    /// Starts a new node that joins the cluster through <paramref name="via"/> (--join, on loopback) and waits until it
+    /// serves /health. It has no configuration until someone adds it (POST /cluster/members).
+    /// </summary>
+    public async Task<ServerProcess> StartJoinerAsync(string nodeId, ServerProcess via, int httpPort, int peerPort)
+    {
+        ArgumentNullException.ThrowIfNull(via);
+        var dataDirectory = Path.Combine(Directory, nodeId);
+        var node = ServerProcess.Start(nodeId, httpPort, peerPort, dataDirectory,
+        [
+            "--node-id", nodeId,
+            "--join", via.BaseAddress.ToString(),
+            "--peer", $"http://127.0.0.1:{peerPort}",
+            "--http", $"http://127.0.0.1:{httpPort}",
+            "--data-dir", dataDirectory,
+            .. _extraArguments,
+        ], ServerProcess.Placement.Loopback, _serverDll);
+        _nodes.Add(node);
+        await node.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        return node;
+    }
+
+    /// <summary>Kills a node that left the cluster and stops counting it among the cluster's nodes.</summary>
+    public async Task ForgetAsync(ServerProcess node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        _nodes.Remove(node);
+        await node.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A membership or leadership request to <paramref name="node"/> (POST/DELETE under /cluster), retried while the answer
+    /// says "not now" (409 another change in flight, 503 no leader, 504 outcome unknown), as an operator would, at most
+    /// <paramref name="attempts"/> times, 250 ms apart. Returns the last status and body.
+    /// </summary>
+    public static async Task<(HttpStatusCode Status, JsonElement Body)> ClusterRequestAsync(ServerProcess node, HttpMethod method, string path,
+        object? body = null, int attempts = 40)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        for (var attempt = 1; ; attempt++)
+        {
+            using var request = new HttpRequestMessage(method, new Uri(path, UriKind.Relative)) { Content = body is null ? null : JsonContent.Create(body) };
+            using var response = await node.Client.SendAsync(request).ConfigureAwait(false);
+            var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+            var json = text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+            if (response.StatusCode is not (HttpStatusCode.Conflict or HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout) || attempt == attempts)
+            {
+                return (response.StatusCode, json);
+            }
+            await Task.Delay(250).ConfigureAwait(false);
+        }
     }
 
     public static async Task<HttpResponseMessage> SetAsync(ServerProcess node, string key, string value, CancellationToken cancellationToken = default)

@@ -185,6 +185,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Waits for the process to exit by itself; returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        await _process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+        return _process.ExitCode;
+    }
+
     /// <summary>SIGSTOP: the process freezes (a paused VM, a long GC) until <see cref="Resume"/>.</summary>
     public void Pause() => Signal(19);
 
