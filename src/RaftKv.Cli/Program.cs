@@ -51,6 +51,7 @@ root.Subcommands.Add(ClusterCommands.Status(context));
 root.Subcommands.Add(ClusterCommands.Health(context));
 root.Subcommands.Add(MemberCommands.Member(context));
 root.Subcommands.Add(MemberCommands.Leader(context));
+root.Subcommands.Add(SnapshotCommands.Create(context));
 root.Subcommands.Add(BenchmarkCommand.Create(context));
 
 var parsed = root.Parse(args);

@@ -269,6 +269,49 @@ public sealed class RaftKvClient : IDisposable
     }
 
     /// <summary>
+    /// Streams a backup (GET /cluster/snapshot) into <paramref name="destination"/>: from the leader, after a ReadIndex round
+    /// (it holds every write acknowledged before the call), or with <paramref name="stale"/> from the first endpoint that
+    /// answers. Returns the endpoint it came from. The caller verifies the file (its checksum) before trusting it.
+    /// </summary>
+    public async Task<Uri> SaveSnapshotAsync(Stream destination, bool stale, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        overall.CancelAfter(_options.Timeout);
+        string? lastProblem = null;
+        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        {
+            if (attempt > 0)
+            {
+                await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
+            }
+            if (!stale)
+            {
+                await ClusterStatusAsync(overall.Token).ConfigureAwait(false); // learns which endpoint leads
+            }
+            var endpoint = PickEndpoint(stale ? attempt : 0);
+            try
+            {
+                using var response = await _http.GetAsync(new Uri(endpoint, "/cluster/snapshot" + (stale ? "?consistency=stale" : "")),
+                    HttpCompletionOption.ResponseHeadersRead, overall.Token).ConfigureAwait(false);
+                if (response.IsSuccessStatusCode)
+                {
+                    await response.Content.CopyToAsync(destination, overall.Token).ConfigureAwait(false);
+                    return endpoint;
+                }
+                lastProblem = (await ReadProblemAsync(response, overall.Token).ConfigureAwait(false))?.Detail ?? $"{endpoint} answered {(int)response.StatusCode}";
+                Forget(endpoint);
+            }
+            catch (HttpRequestException error)
+            {
+                lastProblem = $"{endpoint}: {error.Message}";
+                Forget(endpoint);
+            }
+        }
+        throw new ClusterUnavailableException($"no node gave a snapshot ({lastProblem})");
+    }
+
+    /// <summary>
     /// One /cluster request, tried on each endpoint in turn while nodes are down or have no leader (503). A change is never
     /// resent once a node may have received it: its outcome is then unknown (the caller checks the member list).
     /// </summary>

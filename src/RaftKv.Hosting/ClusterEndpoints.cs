@@ -35,6 +35,7 @@ internal static class ClusterEndpoints
         client.MapPost("/cluster/members/{id}/promote", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Promote, id));
         client.MapDelete("/cluster/members/{id}", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Remove, id));
         client.MapPost("/cluster/leader", transfer);
+        client.MapGet("/cluster/snapshot", (HttpContext http) => SnapshotAsync(http, node));
     }
 
     private static async Task<ClusterResult> ListAsync(HttpContext http, RaftNodeHost node)
@@ -123,6 +124,61 @@ internal static class ClusterEndpoints
         }
         return Failure(http, answer, "to");
     }
+
+    /// <summary>
+    /// GET /cluster/snapshot: a backup. On the leader, after a ReadIndex round (every write acknowledged before the request is
+    /// in it; ?consistency=stale: any node, at once), the applied state is captured, written as a snapshot file (checksummed,
+    /// with its index, term and configuration) beside the data directory, and streamed. Followers answer 503 naming the leader.
+    /// </summary>
+    private static async Task SnapshotAsync(HttpContext http, RaftNodeHost node)
+    {
+        var stale = http.Request.Query["consistency"] == "stale";
+        if (node.Config.Members.IsEmpty)
+        {
+            await WriteProblemAsync(http, Problem(503, "urn:raftkv:problem:unavailable", "Not a member", "this node has no configuration yet (it waits to be added): nothing to back up")).ConfigureAwait(false);
+            return;
+        }
+        var (outcome, state) = await node.Loop.CaptureAsync(linearizable: !stale).WaitAsync(TimeSpan.FromSeconds(30), http.RequestAborted).ConfigureAwait(false);
+        if (state is null)
+        {
+            http.Response.Headers.RetryAfter = "1";
+            var leader = outcome.LeaderHint.IsNone ? null : outcome.LeaderHint.ToString();
+            await WriteProblemAsync(http, Problem(503, "urn:raftkv:problem:not-leader", "Not the leader",
+                (outcome.Reason ?? "not the leader") + "; ask the leader, or add ?consistency=stale to back up this node's applied state", null, leader)).ConfigureAwait(false);
+            return;
+        }
+        var scratch = Path.Combine(node.DataDirectory, "backup-" + Guid.NewGuid().ToString("N")[..12]);
+        try
+        {
+            var files = new Storage.PhysicalFileSystem(scratch);
+            // Written off the request thread: the capture writes synchronously.
+            await Task.Run(() =>
+            {
+                using var writer = new Storage.FileSnapshotStore(files).Create(state.Metadata);
+                state.State.WriteTo(writer.Stream);
+                writer.Commit();
+            }, http.RequestAborted).ConfigureAwait(false);
+            var path = Path.Combine(scratch, Storage.FileSnapshotStore.PathFor(state.Metadata));
+            http.Response.ContentType = "application/octet-stream";
+            http.Response.Headers["X-Raft-Snapshot-Index"] = state.Metadata.Index.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            http.Response.Headers["X-Raft-Snapshot-Term"] = state.Metadata.Term.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            http.Response.Headers.ContentDisposition = $"attachment; filename=\"raftkv-{node.Identity.ClusterIdText}-{state.Metadata.Index.Value}.snap\"";
+            await http.Response.SendFileAsync(path, http.RequestAborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(scratch, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Left for the operator; named backup-* in the data directory.
+            }
+        }
+    }
+
+    private static Task WriteProblemAsync(HttpContext http, JsonHttpResult<ProblemResponse> problem) => problem.ExecuteAsync(http);
 
     private static ClusterResult Result(HttpContext http, RaftNodeHost node, NodeAnswer answer, bool created)
     {

@@ -1,4 +1,5 @@
 using System.Net.Http.Json;
+using RaftKv.Storage;
 using System.Text;
 using RaftKv.Contracts;
 using RaftKv.RaftCore;

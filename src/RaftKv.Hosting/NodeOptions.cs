@@ -24,6 +24,13 @@ public sealed class NodeOptions : IValidatedOptions
 
     public string DataDir { get; set; } = "./data";
 
+    /// <summary>
+    /// Disaster recovery (like etcd's --force-new-cluster): when a majority of the members is lost for good, start this
+    /// survivor as a new cluster of itself alone, from its own data. It gets a new cluster id, so the lost members can
+    /// never rejoin it by mistake. Use it once, then restart without it; grow the cluster again with --join.
+    /// </summary>
+    public bool ForceNewCluster { get; set; }
+
     /// <summary>Where clients connect (HTTP/1.1).</summary>
     public string Http { get; set; } = "http://127.0.0.1:8080";
 

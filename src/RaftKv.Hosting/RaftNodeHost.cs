@@ -107,6 +107,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public NodeIdentity Identity => _identity!;
 
+    /// <summary>This node's data directory, as a full path.</summary>
+    public string DataDirectory => Path.GetFullPath(_node.DataDir);
+
     public NodeId KnownLeader => Loop.KnownLeader;
 
     public Term KnownTerm => Loop.KnownTerm;
@@ -147,6 +150,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _snapshots = new FileSnapshotStore(files, _storage);
         var state = StartupState.Load(_log, _snapshots, bootstrap);
         var config = state.Snapshot?.Config ?? LastConfig(state) ?? ClusterConfig.Empty;
+        if (_node.ForceNewCluster)
+        {
+            (state, identity) = ForceNewCluster(files, directory, fresh, state, config, identity);
+            _identity = identity;
+            config = LastConfig(state)!;
+        }
         var raft = new RaftNode(_raft with
         {
             Id = Self,
@@ -221,6 +230,32 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             }
         }
         return (identity, bootstrap, seeds);
+    }
+
+    /// <summary>
+    /// --force-new-cluster: this survivor's log gets a configuration of itself alone after every entry it holds, and the
+    /// data directory a new cluster id. Loud in the log, since it overrides what the lost majority might have decided.
+    /// </summary>
+    private (PersistentState State, NodeIdentity Identity) ForceNewCluster(IFileSystem files, string directory, bool fresh, PersistentState state,
+        ClusterConfig config, NodeIdentity identity)
+    {
+        if (fresh || config.Members.IsEmpty)
+        {
+            throw new StorageException($"ForceNewCluster: {directory} holds no cluster's data; it forces a new cluster from a survivor's own data");
+        }
+        if (config.Voters.SetEquals([Self]) && config.Learners.IsEmpty && !config.IsJoint)
+        {
+            LogForcedAlready(Self, config);
+            return (state, identity);
+        }
+        var address = config.Addresses.TryGetValue(Self, out var known) ? known : MemberAddress.Format(_node.PeerUrl, null);
+        var single = ClusterConfig.Create([Self], addresses: [KeyValuePair.Create(Self, address)]);
+        var before = new SnapshotMetadata(state.LastIndex, state.Entries.Count > 0 ? state.Entries[^1].Term : state.BaseTerm, config);
+        var forced = StartupState.ForceSingleMember(_log!, state, single);
+        var newIdentity = NodeIdentity.Create(Self, NodeIdentity.DerivedClusterId("force-new-cluster", before, single));
+        newIdentity.Write(files);
+        LogForced(Self, identity.ClusterIdText, config, newIdentity.ClusterIdText, state.LastIndex.Value);
+        return (forced, newIdentity);
     }
 
     private static ClusterConfig? LastConfig(PersistentState state)
@@ -670,6 +705,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "{Node} joins cluster {Cluster} through {Member} ({Members} members known); it waits, with no configuration, to be added as a learner")]
     private partial void LogJoining(NodeId node, string member, string cluster, int members);
+
+    [LoggerMessage(EventId = 308, Level = LogLevel.Critical, Message = "FORCED A NEW CLUSTER: {Node} leaves cluster {OldCluster} ({OldConfig}) and starts cluster {NewCluster} of itself alone, from its own log through index {LastIndex}. The old members must never be started again against this cluster; grow it with --join. Restart without --force-new-cluster")]
+    private partial void LogForced(NodeId node, string oldCluster, ClusterConfig oldConfig, string newCluster, ulong lastIndex);
+
+    [LoggerMessage(EventId = 309, Level = LogLevel.Warning, Message = "ForceNewCluster: {Node} already is a cluster of itself alone ({Config}); nothing forced. Restart without --force-new-cluster")]
+    private partial void LogForcedAlready(NodeId node, ClusterConfig config);
 
     [LoggerMessage(EventId = 307, Level = LogLevel.Critical, Message = "{Node} was refused by {Peer}: {Reason}. This node stops (exit code 3)")]
     private partial void LogRefusedByPeer(NodeId node, NodeId peer, string reason);

@@ -13,7 +13,9 @@ public abstract record NodeInput
 
     public sealed record ChangeMembership(ConfChange Change, TaskCompletionSource<ProposalOutcome> Completion) : NodeInput;
 
-    public sealed record Read(ReadOnlyMemory<byte> Query, bool Linearizable, TaskCompletionSource<ReadOutcome> Completion) : NodeInput;
+    /// <summary>A query; with <see cref="Capture"/>, instead of a query the whole applied state is captured (a backup).</summary>
+    public sealed record Read(ReadOnlyMemory<byte> Query, bool Linearizable, TaskCompletionSource<ReadOutcome> Completion,
+        TaskCompletionSource<CapturedState>? Capture = null) : NodeInput;
 
     public sealed record Receive(Message Message) : NodeInput;
 
@@ -34,6 +36,9 @@ public abstract record NodeInput
 
     public sealed record GetStatus(TaskCompletionSource<NodeStatus> Completion) : NodeInput;
 }
+
+/// <summary>The applied state captured at <see cref="Metadata"/>.Index, to be written off the loop.</summary>
+public sealed record CapturedState(SnapshotMetadata Metadata, IStateMachineSnapshot State);
 
 /// <summary>The node as /status shows it: the core's view plus the loop's own facts.</summary>
 public sealed record NodeStatus(RaftStatus Raft, int PendingProposals, int PendingReads, long DroppedMessages, string? StorageFailure);

@@ -137,14 +137,27 @@ public sealed partial class RaftLoop
     /// Runs <paramref name="query"/> against the state machine. Linearizable reads go through ReadIndex on the leader and
     /// run once applied reaches the confirmed commit index; stale reads run at once on whatever this node has applied.
     /// </summary>
-    public Task<ReadOutcome> ReadAsync(ReadOnlyMemory<byte> query, bool linearizable)
+    public Task<ReadOutcome> ReadAsync(ReadOnlyMemory<byte> query, bool linearizable) => ReadAsync(query, linearizable, capture: null);
+
+    /// <summary>
+    /// Captures the whole applied state for a backup: after a ReadIndex round when <paramref name="linearizable"/> (so it
+    /// holds every write acknowledged before the call), else at once. The capture is written off the loop by the caller.
+    /// </summary>
+    public async Task<(ReadOutcome Outcome, CapturedState? State)> CaptureAsync(bool linearizable)
+    {
+        var capture = new TaskCompletionSource<CapturedState>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var outcome = await ReadAsync(default, linearizable, capture).ConfigureAwait(false);
+        return (outcome, capture.Task.IsCompletedSuccessfully ? capture.Task.Result : null);
+    }
+
+    private Task<ReadOutcome> ReadAsync(ReadOnlyMemory<byte> query, bool linearizable, TaskCompletionSource<CapturedState>? capture)
     {
         var completion = new TaskCompletionSource<ReadOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!Admit())
         {
             completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, LogIndex.Zero, NodeId.None, "too many requests in flight"));
         }
-        else if (!_inbox.Writer.TryWrite(new NodeInput.Read(query, linearizable, completion)))
+        else if (!_inbox.Writer.TryWrite(new NodeInput.Read(query, linearizable, completion, capture)))
         {
             Interlocked.Decrement(ref _pendingRequests);
             completion.SetResult(new ReadOutcome(ReadOutcomeStatus.Unavailable, default, LogIndex.Zero, LogIndex.Zero, NodeId.None, "node inbox full"));
@@ -388,7 +401,7 @@ public sealed partial class RaftLoop
         if (!read.Linearizable)
         {
             // A stale read: whatever this node has applied, even with its storage failed.
-            AnswerRead(read, ReadOutcomeStatus.Ok, _stateMachine.Query(read.Query), LogIndex.Zero, NodeId.None, null);
+            AnswerRead(read, ReadOutcomeStatus.Ok, Serve(read, _node.AppliedIndex), LogIndex.Zero, NodeId.None, null);
             return;
         }
         if (_storageFailure is not null)
@@ -575,6 +588,17 @@ public sealed partial class RaftLoop
         }
     }
 
+    /// <summary>A read's answer: the state machine's, or for a capture, the whole state at <paramref name="applied"/>.</summary>
+    private ReadOnlyMemory<byte> Serve(NodeInput.Read read, LogIndex applied)
+    {
+        if (read.Capture is { } capture)
+        {
+            capture.TrySetResult(new CapturedState(_node.SnapshotMetadataAt(applied), _stateMachine.CaptureSnapshot()));
+            return default;
+        }
+        return _stateMachine.Query(read.Query);
+    }
+
     private void ServeReads(LogIndex appliedBeforeAdvance, LogIndex appliedInThisReady)
     {
         // Advance has not run yet: what this Ready applied counts as applied.
@@ -582,7 +606,7 @@ public sealed partial class RaftLoop
         while (_readsAwaitingApply.Count > 0 && _readsAwaitingApply.Peek().Index <= applied)
         {
             var (index, read) = _readsAwaitingApply.Dequeue();
-            AnswerRead(read, ReadOutcomeStatus.Ok, _stateMachine.Query(read.Query), index, NodeId.None, null);
+            AnswerRead(read, ReadOutcomeStatus.Ok, Serve(read, applied), index, NodeId.None, null);
         }
     }
 

@@ -38,4 +38,26 @@ public static class StartupState
         }
         return state;
     }
+
+    /// <summary>
+    /// Disaster recovery, when a majority is lost for good: makes this node's log end with a configuration of
+    /// <paramref name="single"/> alone, after every entry it holds (none is dropped: entries it holds may have been
+    /// committed and acknowledged; those that were not become committed, which no client was promised otherwise).
+    /// The node then elects itself and commits them. Returns the state as stored now.
+    /// </summary>
+    public static PersistentState ForceSingleMember(ILogStore store, PersistentState state, ClusterConfig single)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(single);
+        Invariant.Assert(single.Voters.Count == 1 && single.Learners.IsEmpty && !single.IsJoint, "a forced cluster has one voter");
+        var lastTerm = state.Entries.Count > 0 ? state.Entries[^1].Term : state.BaseTerm;
+        var term = Term.Max(state.HardState.Term, lastTerm);
+        var entry = new LogEntry(state.LastIndex.Next(), term, EntryKind.Config, single.Encode());
+        var hardState = state.HardState with { Term = term };
+        store.Append([entry]);
+        store.SetHardState(hardState);
+        store.Sync();
+        return state with { HardState = hardState, Entries = [.. state.Entries, entry] };
+    }
 }

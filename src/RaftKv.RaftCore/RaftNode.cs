@@ -331,9 +331,12 @@ public sealed class RaftNode
     }
 
     /// <summary>The metadata for a snapshot of the applied state: its last index, term and the configuration there.</summary>
-    public SnapshotMetadata SnapshotMetadataAtApplied()
+    public SnapshotMetadata SnapshotMetadataAtApplied() => SnapshotMetadataAt(_log.Applied);
+
+    /// <summary>The metadata for a snapshot of the state through <paramref name="index"/> (committed, and still in the log or at its base).</summary>
+    public SnapshotMetadata SnapshotMetadataAt(LogIndex index)
     {
-        var index = _log.Applied;
+        Invariant.Assert(index <= _log.Committed, $"a snapshot at {index} covers only committed entries (commit {_log.Committed})");
         var term = _log.TermAt(index);
         Invariant.Assert(term is not null, $"applied index {index} is in the log");
         return new SnapshotMetadata(index, term.Value, _log.ConfigAt(index)!);

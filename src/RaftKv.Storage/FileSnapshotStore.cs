@@ -115,9 +115,35 @@ public sealed class FileSnapshotStore : ISnapshotStore
     private static string PathOf(SnapshotMetadata metadata) =>
         Path.Combine(Directory, metadata.Index.Value.ToString("D20", CultureInfo.InvariantCulture) + "-" + metadata.Term.Value.ToString("D20", CultureInfo.InvariantCulture) + ".snap");
 
-    private SnapshotMetadata ReadMetadata(string path)
+    private SnapshotMetadata ReadMetadata(string path) => ReadMetadata(_files, path);
+
+    /// <summary>
+    /// A snapshot file anywhere (a backup): its metadata, and its state bytes once the whole file's checksum is verified.
+    /// Throws <see cref="StorageException"/> naming the file if it is not a complete, undamaged snapshot.
+    /// </summary>
+    public static (SnapshotMetadata Metadata, Stream Data) OpenFile(IFileSystem files, string path)
     {
-        using var file = _files.Open(path, create: false);
+        ArgumentNullException.ThrowIfNull(files);
+        var metadata = ReadMetadata(files, path);
+        var file = files.Open(path, create: false);
+        try
+        {
+            var (dataStart, dataLength) = Verify(file, path);
+            return (metadata, new FileSliceStream(file, dataStart, dataLength));
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Where a snapshot of <paramref name="metadata"/> is stored, relative to the store's file system.</summary>
+    public static string PathFor(SnapshotMetadata metadata) => PathOf(metadata);
+
+    private static SnapshotMetadata ReadMetadata(IFileSystem files, string path)
+    {
+        using var file = files.Open(path, create: false);
         var header = new byte[8 + 8 + 8 + 4];
         if (file.Read(0, header) != header.Length || !header.AsSpan(0, 8).SequenceEqual(HeadMagic))
         {

@@ -25,7 +25,8 @@ public sealed class LayeringTests(ITestOutputHelper output)
             "the node runtime hosts any state machine and never references the KV application"),
         ["RaftKv.Server"] = (["RaftKv.Contracts", "RaftKv.Hosting", "RaftKv.StateMachine"], true, "the KV application sits on the runtime"),
         ["RaftKv.Client"] = (["RaftKv.Contracts"], false, "the client knows the wire contracts, never the server"),
-        ["RaftKv.Cli"] = (["RaftKv.Client"], false, "raft-cli talks through the client and does not pull in ASP.NET Core"),
+        ["RaftKv.Cli"] = (["RaftKv.Client", "RaftKv.Storage"], false,
+            "raft-cli talks through the client, reads snapshot files and lays out restored data directories (storage), and does not pull in ASP.NET Core"),
         ["RaftKv.Samples.Counter"] = (["RaftKv.Hosting"], true, "a sample application needs the runtime only"),
     };
 
