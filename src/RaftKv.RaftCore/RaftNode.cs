@@ -174,7 +174,13 @@ public sealed class RaftNode
                 return ProposeResult.Refused(ProposeStatus.Invalid, Id,
                     config.IsVoter(change.Node) ? $"{change.Node} is already a voter" : $"{change.Node} is not a member");
             case ConfChangeKind.Promote:
+                // Caught up: it answered recently and holds all but a few entries. A learner that never answered (its
+                // machine is down) is never promoted, however short the log: it would only weaken the quorum.
                 var lag = _progress.TryGetValue(change.Node, out var progress) ? _log.LastIndex.Value - Math.Min(progress.Match.Value, _log.LastIndex.Value) : ulong.MaxValue;
+                if (progress is null || !progress.RecentActive || progress.Match == LogIndex.Zero)
+                {
+                    return ProposeResult.Refused(ProposeStatus.Busy, Id, $"{change.Node} has not answered this leader yet; it is promoted once it has caught up");
+                }
                 if (lag > (ulong)_options.MaxPromoteLagEntries)
                 {
                     return ProposeResult.Refused(ProposeStatus.Busy, Id,

@@ -106,10 +106,13 @@ public sealed class LocalCluster : IAsyncDisposable
     }
 
     /// <summary>Replaces a node that exited with the same node restarted from its data directory.</summary>
-    public async Task<ServerProcess> RestartAsync(ServerProcess node)
+    public Task<ServerProcess> RestartAsync(ServerProcess node) => RestartWithArgumentsAsync(node, []);
+
+    /// <summary>Restarts a node that exited with more arguments (a later restart of the returned node keeps them).</summary>
+    public async Task<ServerProcess> RestartWithArgumentsAsync(ServerProcess node, IReadOnlyList<string> extraArguments)
     {
         ArgumentNullException.ThrowIfNull(node);
-        var restarted = node.Restart();
+        var restarted = node.Restart(extraArguments);
         _nodes[_nodes.IndexOf(node)] = restarted;
         await node.DisposeAsync().ConfigureAwait(false);
         await restarted.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);

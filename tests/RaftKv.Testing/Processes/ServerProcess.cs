@@ -120,15 +120,15 @@ public sealed partial class ServerProcess : IAsyncDisposable
         return new ServerProcess(nodeId, httpPort, peerPort, dataDirectory, log, [.. arguments], placement ?? Placement.Loopback, serverDll ?? Paths.ServerDll);
     }
 
-    /// <summary>The same node again, on the same ports and data directory (after a kill).</summary>
-    public ServerProcess Restart()
+    /// <summary>The same node again, on the same ports and data directory (after a kill), with <paramref name="extraArguments"/> added.</summary>
+    public ServerProcess Restart(IEnumerable<string>? extraArguments = null)
     {
         if (!_process.HasExited)
         {
             throw new InvalidOperationException($"{NodeId} is still running");
         }
         _log.Dispose();
-        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, Arguments, _placement, _serverDll);
+        return new ServerProcess(NodeId, HttpPort, PeerPort, DataDirectory, LogPath, [.. Arguments, .. extraArguments ?? []], _placement, _serverDll);
     }
 
     public async Task WaitUntilServingAsync(TimeSpan within)
