@@ -483,7 +483,9 @@ public sealed class RaftNode
 
     // ---------------------------------------------------------------- elections (Raft §5.2, dissertation §9.6)
 
-    private bool IsPromotable => Config.Voters.Contains(Id) && _log.PendingSnapshot is null;
+    // Dissertation §4.3: in a joint configuration the outgoing voters are voters too, and may lead. If only they hold the
+    // newest entries (the leader died mid-change), nobody else can win.
+    private bool IsPromotable => Config.IsVoter(Id) && _log.PendingSnapshot is null;
 
     private void TickElection()
     {

@@ -204,4 +204,21 @@ public sealed class PaperTests
         status.Peers.Select(p => p.Id).Should().Equal(N1, N3);
         status.Peers.Should().OnlyContain(p => p.Match == status.LastIndex);
     }
+
+    [Fact]
+    public void A_voter_leaving_through_a_joint_configuration_may_still_campaign()
+    {
+        // Dissertation §4.3: in C(old,new) the outgoing voters are voters too. The simulator found a cluster stuck without a
+        // leader: the leader died mid-change, and only the nodes being removed held the newest entries.
+        var joint = ClusterConfig.Create([N2, N3], outgoingVoters: [N1, N2, N3]);
+        var state = new PersistentState(new HardState(new Term(2), NodeId.None, new LogIndex(1)), null, LogIndex.Zero, Term.Zero,
+            [.. PersistentState.Bootstrap(ClusterConfig.Create([N1, N2, N3])).Entries, new LogEntry(new LogIndex(2), new Term(2), EntryKind.Config, joint.Encode())]);
+        var node = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1, PreVote = false }, state);
+
+        node.Campaign();
+
+        node.Role.Should().Be(Role.Candidate);
+        var ready = node.GetReady();
+        ready.Messages.Concat(ready.MessagesAfterPersist).OfType<RequestVote>().Select(m => m.To).Should().BeEquivalentTo([N2, N3]);
+    }
 }

@@ -7,7 +7,7 @@ namespace RaftKv.Simulation.Tests;
 /// <summary>The checker must fail on histories that break Raft: each test feeds it one.</summary>
 public sealed class SafetyCheckerTests
 {
-    private static readonly NodeId N1 = new(1), N2 = new(2), N3 = new(3);
+    private static readonly NodeId N1 = new(1), N2 = new(2), N3 = new(3), N4 = new(4), N5 = new(5);
     private static readonly ClusterConfig Config = ClusterConfig.Create([N1, N2, N3]);
 
     private static LogEntry Entry(ulong index, ulong term, string data) => new(new LogIndex(index), new Term(term), EntryKind.Normal, Encoding.UTF8.GetBytes(data));
@@ -98,5 +98,40 @@ public sealed class SafetyCheckerTests
         var check = () => checker.AfterStep(N3, leader);
 
         check.Should().Throw<SafetyViolationException>().WithMessage("leader completeness*");
+    }
+
+    [Fact]
+    public void A_node_that_joins_with_an_empty_store_is_no_violation()
+    {
+        var checker = CheckerWith(N1);
+        var empty = new PersistentState(new HardState(Term.Zero, NodeId.None, LogIndex.Zero), null, LogIndex.Zero, Term.Zero, []);
+        var joiner = new RaftNode(new RaftOptions { Id = N4, RandomSeed = 1 }, empty);
+
+        checker.NodeLoaded(N4, empty);
+        checker.AfterStep(N4, joiner);
+        var catchUp = () => checker.Appended(N4, PersistentState.Bootstrap(Config).Entries);
+
+        catchUp.Should().NotThrow();
+        joiner.Config.Members.Should().BeEmpty();
+    }
+
+    [Fact]
+    public void A_leader_committing_without_a_quorum_of_its_configuration_in_force_is_caught()
+    {
+        // The checker reads configurations from what it sees stored: n1 and n2 stored, at index 2, a configuration of five
+        // voters. n1 then commits index 2 with n2's acknowledgement alone: a quorum of three, not of five.
+        var checker = CheckerWith(N1, N2, N3);
+        var leader = LeaderOfTerm2(N1);
+        leader.Advance(leader.GetReady());
+        var wider = new LogEntry(new LogIndex(2), new Term(2), EntryKind.Config, ClusterConfig.Create([N1, N2, N3, N4, N5]).Encode());
+        checker.Appended(N1, [wider]);
+        checker.Appended(N2, [wider]);
+        checker.AfterStep(N1, leader);
+
+        leader.Step(new AppendEntriesResponse(N2, N1, new Term(2), Success: true, new LogIndex(2), LogIndex.Zero, Term.Zero));
+        leader.CommitIndex.Should().Be(new LogIndex(2));
+        var check = () => checker.AfterStep(N1, leader);
+
+        check.Should().Throw<SafetyViolationException>().WithMessage("n1 committed i2 in term 2, held only by (n1 n2): no quorum of its configuration in force (voters=(n1 n2 n3 n4 n5))");
     }
 }

@@ -71,6 +71,9 @@ public sealed class BatchSummary
 
     public Dictionary<FaultKinds, int> Faults { get; } = [];
 
+    /// <summary>Membership changes that applied, by kind.</summary>
+    public Dictionary<MembershipMove, int> MembershipChanges { get; } = [];
+
     public void Add(SimulationResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -86,9 +89,14 @@ public sealed class BatchSummary
         {
             Faults[kind] = Faults.GetValueOrDefault(kind) + count;
         }
+        foreach (var (move, count) in result.MembershipChanges)
+        {
+            MembershipChanges[move] = MembershipChanges.GetValueOrDefault(move) + count;
+        }
     }
 
     public override string ToString() =>
         $"{Seeds} seeds: {AcknowledgedWrites} acknowledged writes, {Reads} linearizable reads, {Elections} leaders elected, " +
-        $"{SeedsWithSnapshots} seeds took snapshots; faults: " + string.Join(", ", Faults.OrderBy(f => f.Key).Select(f => $"{f.Key} {f.Value}"));
+        $"{SeedsWithSnapshots} seeds took snapshots; faults: " + string.Join(", ", Faults.OrderBy(f => f.Key).Select(f => $"{f.Key} {f.Value}")) +
+        "; membership changes applied: " + string.Join(", ", MembershipChanges.OrderBy(m => m.Key).Select(m => $"{m.Key} {m.Value}"));
 }

@@ -36,7 +36,7 @@ internal static class SeededRuns
         summary.AcknowledgedWrites.Should().BeGreaterThan(summary.Seeds, "clients get writes acknowledged in the runs");
         summary.Reads.Should().BeGreaterThan(0);
         summary.SeedsWithSnapshots.Should().BeGreaterThan(0);
-        foreach (var kind in new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap })
+        foreach (var kind in new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap, FaultKinds.Membership })
         {
             summary.Faults.GetValueOrDefault(kind).Should().BeGreaterThan(0, $"every batch injects {kind}");
         }

@@ -13,8 +13,14 @@ namespace RaftKv.Testing.Simulation;
 /// hash chain over each log: same (index, term) must mean the same chain value);</item>
 /// <item>leader completeness: a new leader holds every entry committed so far;</item>
 /// <item>state machine safety: no two nodes apply different entries at one index;</item>
+/// <item>a leader commits only what a quorum of the configuration in force holds: the newest configuration entry in its log,
+/// committed or not (dissertation §4.1), both halves of a joint one. The checker reads configurations from the entries it
+/// sees stored, not from the node, and accepts the configuration in force before the step or after it (a change may be
+/// appended in the same step, after the commit moved);</item>
 /// <item>term, commit and applied never go back within a node's life, and applied never passes commit.</item>
 /// </list>
+/// Nodes come and go: one that joins starts from an empty store (no entries, no configuration), and a node that left is
+/// simply never heard of again.
 /// Violations throw <see cref="SafetyViolationException"/>.
 /// </summary>
 public sealed class SafetyChecker
@@ -37,7 +43,7 @@ public sealed class SafetyChecker
     public void NodeLoaded(NodeId node, PersistentState state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        var log = new NodeLog(state.BaseIndex, BaseChain(node, state.BaseIndex, state.BaseTerm));
+        var log = new NodeLog(state.BaseIndex, BaseChain(node, state.BaseIndex, state.BaseTerm), state.Snapshot?.Config);
         _logs[node] = log;
         _watermarks[node] = new Watermarks();
         if (state.Entries.Count > 0)
@@ -64,7 +70,7 @@ public sealed class SafetyChecker
                     $"log matching: {node} holds entry {entry.Index}/{entry.Term} after a history that differs from another node's entry {entry.Index}/{entry.Term}");
             }
             _chainOfEntry[key] = chain;
-            log.Add(chain);
+            log.Add(chain, entry.Kind == EntryKind.Config ? ClusterConfig.Decode(entry.Data.Span) : null);
             previous = chain;
         }
     }
@@ -73,7 +79,7 @@ public sealed class SafetyChecker
     public void SnapshotInstalled(NodeId node, SnapshotMetadata snapshot)
     {
         ArgumentNullException.ThrowIfNull(snapshot);
-        _logs[node] = new NodeLog(snapshot.Index, BaseChain(node, snapshot.Index, snapshot.Term));
+        _logs[node] = new NodeLog(snapshot.Index, BaseChain(node, snapshot.Index, snapshot.Term), snapshot.Config);
     }
 
     /// <summary>A node applied an entry to its state machine.</summary>
@@ -158,6 +164,22 @@ public sealed class SafetyChecker
             }
         }
 
+        // A leader that stayed leader through the step and moved its commit: a quorum of its configuration holds the entry.
+        if (raft.Role == Role.Leader && marks.Role == Role.Leader && raft.Term == marks.Term && commit > marks.Commit)
+        {
+            var chain = log.ChainAt(commit);
+            bool Holds(NodeId id) => _logs.TryGetValue(id, out var other)
+                && (commit <= other.BaseIndex || (commit <= other.LastIndex && other.ChainAt(commit) == chain));
+            var before = marks.Config;
+            var after = log.ConfigInForce;
+            if (after is not null && !after.HasQuorum(Holds) && (before is null || !before.HasQuorum(Holds)))
+            {
+                var holders = string.Join(' ', _logs.Keys.Where(Holds).Order());
+                throw new SafetyViolationException(
+                    $"{node} committed {commit} in term {raft.Term.Value}, held only by ({holders}): no quorum of its configuration in force ({after})");
+            }
+        }
+
         if (raft.Role == Role.Leader)
         {
             var term = raft.Term.Value;
@@ -187,6 +209,7 @@ public sealed class SafetyChecker
         marks.Commit = raft.CommitIndex;
         marks.Applied = raft.AppliedIndex;
         marks.Role = raft.Role;
+        marks.Config = log.ConfigInForce;
     }
 
     /// <summary>The data applied at <paramref name="index"/>, if any node applied it.</summary>
@@ -227,16 +250,26 @@ public sealed class SafetyChecker
         public LogIndex Applied { get; set; }
 
         public Role Role { get; set; }
+
+        /// <summary>The configuration in force in the node's stored log after its last step.</summary>
+        public ClusterConfig? Config { get; set; }
     }
 
-    /// <summary>One node's log as a hash chain: chain[i] covers every entry up to index BaseIndex + 1 + i.</summary>
-    private sealed class NodeLog(LogIndex baseIndex, ulong baseChain)
+    /// <summary>
+    /// One node's log as a hash chain: chain[i] covers every entry up to index BaseIndex + 1 + i. It keeps the configuration
+    /// entries too, with the base's (a snapshot's) under them: null for a store that holds none (a node waiting to be added).
+    /// </summary>
+    private sealed class NodeLog(LogIndex baseIndex, ulong baseChain, ClusterConfig? baseConfig)
     {
         private readonly List<ulong> _chains = [];
+        private readonly List<(LogIndex Index, ClusterConfig Config)> _configs = [];
 
         public LogIndex BaseIndex { get; } = baseIndex;
 
         public LogIndex LastIndex => BaseIndex.Plus(_chains.Count);
+
+        /// <summary>The newest configuration in the log, committed or not; else the base's.</summary>
+        public ClusterConfig? ConfigInForce => _configs.Count > 0 ? _configs[^1].Config : baseConfig;
 
         public ulong ChainAt(LogIndex index)
         {
@@ -259,9 +292,17 @@ public sealed class SafetyChecker
             }
             var keep = (int)(index.Value - BaseIndex.Value - 1);
             _chains.RemoveRange(keep, _chains.Count - keep);
+            _configs.RemoveAll(c => c.Index >= index);
         }
 
-        public void Add(ulong chain) => _chains.Add(chain);
+        public void Add(ulong chain, ClusterConfig? config)
+        {
+            _chains.Add(chain);
+            if (config is not null)
+            {
+                _configs.Add((LastIndex, config));
+            }
+        }
     }
 }
 

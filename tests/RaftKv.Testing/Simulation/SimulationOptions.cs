@@ -48,7 +48,37 @@ public enum FaultKinds
     /// </summary>
     LeaderSwap = 1 << 10,
 
-    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure | LeaderCrash | LeaderChurn | BitFlip | LeaderSwap,
+    /// <summary>
+    /// A membership change asked of the leader's loop: a spare node (started on an empty disk, with no configuration) joins
+    /// as a learner, a learner is promoted or removed, a voter is removed (the leader too), or a voter is replaced by a
+    /// spare under a new id. Sometimes a second change follows within milliseconds, while the first is in flight. A node
+    /// whose removal committed is stopped for good.
+    /// </summary>
+    Membership = 1 << 11,
+
+    All = Drop | Duplicate | Reorder | Partition | Crash | CrashDuringSync | FsyncFailure | LeaderCrash | LeaderChurn | BitFlip | LeaderSwap | Membership,
+}
+
+/// <summary>The membership changes the simulator asks for (<see cref="FaultKinds.Membership"/>).</summary>
+public enum MembershipMove
+{
+    /// <summary>A spare joins as a learner.</summary>
+    AddLearner,
+
+    /// <summary>A learner becomes a voter (through a joint configuration).</summary>
+    Promote,
+
+    /// <summary>A voter other than the leader leaves (through a joint configuration).</summary>
+    RemoveFollower,
+
+    /// <summary>The leader removes itself: it manages the change, then hands off and steps down.</summary>
+    RemoveLeader,
+
+    /// <summary>A learner leaves (one step).</summary>
+    RemoveLearner,
+
+    /// <summary>A voter leaves now; a spare under a new id is added a little later.</summary>
+    Replace,
 }
 
 /// <summary>Everything a simulation run depends on. Two runs with equal options produce the same trace.</summary>
@@ -56,7 +86,11 @@ public sealed record SimulationOptions
 {
     public required int Seed { get; init; }
 
+    /// <summary>The nodes of the bootstrap configuration: n1 to nNodeCount.</summary>
     public int NodeCount { get; init; } = 3;
+
+    /// <summary>Slots beyond <see cref="NodeCount"/> for nodes that join later; each id is used once, never reused.</summary>
+    public int SpareNodeCount { get; init; } = 3;
 
     public FaultKinds Faults { get; init; } = FaultKinds.All;
 

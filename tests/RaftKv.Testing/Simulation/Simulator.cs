@@ -11,11 +11,16 @@ namespace RaftKv.Testing.Simulation;
 /// A whole cluster in one thread: N nodes running the real <see cref="RaftLoop"/> and <see cref="RaftNode"/> on in-memory
 /// disks, a simulated network, a virtual clock, concurrent clients and seeded faults. One seed decides everything.
 /// After every step of every node it runs the <see cref="SafetyChecker"/>; at the end it heals every fault, waits for the
-/// cluster to converge, and checks that every acknowledged write is applied on every node and that no read was stale.
+/// cluster to converge, and checks that every acknowledged write is applied on every member and that no read was stale.
+/// Slots beyond <see cref="SimulationOptions.NodeCount"/> hold spares: a spare is started (on an empty disk, with no
+/// configuration) only when it is about to be added, and a node whose removal committed is retired: stopped for good.
 /// </summary>
 public sealed class Simulator
 {
     private const int ClientTimeoutMs = 1_000;
+
+    // RaftOptions' default: a learner that is at most this far behind may be promoted.
+    private const int DefaultMaxPromoteLagEntries = 1_000;
 
     private readonly SimulationOptions _options;
     private readonly Random _random;
@@ -26,6 +31,8 @@ public sealed class Simulator
     private readonly List<string> _trace = [];
     private readonly XxHash64 _traceHash = new();
     private readonly Dictionary<FaultKinds, int> _faultCounts = [];
+    private readonly Dictionary<MembershipMove, int> _membershipChanges = [];
+    private readonly List<PendingChange> _changes = [];
     private readonly HashSet<(NodeId From, NodeId To)> _cutLinks = [];
     private readonly List<(LogIndex Index, string Data)> _acknowledged = [];
     private readonly Dictionary<string, int> _delivered = [];
@@ -41,6 +48,7 @@ public sealed class Simulator
     private long _maxAcknowledgedIndex;
     private int _reads;
     private int _partitionGeneration;
+    private int _scriptedClients;
     private bool _faultsActive = true;
     private bool _clientsActive = true;
 
@@ -51,14 +59,15 @@ public sealed class Simulator
     private readonly double _duplicateRate;
     private readonly double _spikeRate;
     private readonly bool _oneEntryPerAppend;
+    private readonly int _maxPromoteLagEntries;
 
     public Simulator(SimulationOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options;
         _random = new Random(options.Seed);
-        _nodes = [.. Enumerable.Range(1, options.NodeCount).Select(i => new SimNode(new NodeId((ulong)i)))];
-        _config = ClusterConfig.Create(_nodes.Select(n => n.Id));
+        _nodes = [.. Enumerable.Range(1, options.NodeCount + options.SpareNodeCount).Select(i => new SimNode(new NodeId((ulong)i), isSpare: i > options.NodeCount))];
+        _config = ClusterConfig.Create(_nodes.Where(n => !n.IsSpare).Select(n => n.Id));
         _faults = options.Faults;
         var rateScale = 1.0;
         if (options.Swarm)
@@ -94,6 +103,9 @@ public sealed class Simulator
         };
         // Small segments, so that segments roll and compaction deletes them.
         _storageOptions = new StorageOptions { SegmentBytes = _random.Next(4_096, 65_536), SnapshotsToKeep = 2 };
+        // Half the seeds that change membership promote a learner only once it is nearly caught up, so that promotions are
+        // refused (Busy) as well. (Drawn only then: runs without membership changes keep their sequence of draws.)
+        _maxPromoteLagEntries = Has(FaultKinds.Membership) && _random.Next(2) == 0 ? _random.Next(2, 40) : DefaultMaxPromoteLagEntries;
     }
 
     public long Now => _now;
@@ -103,11 +115,9 @@ public sealed class Simulator
         try
         {
             Trace("profile: " + Profile);
-            foreach (var node in _nodes)
+            foreach (var node in _nodes.Where(n => !n.IsSpare))
             {
                 StartNode(node);
-                var phase = _random.Next(_options.TickMs);
-                At(phase, () => TickNode(node));
             }
             for (var i = 0; i < _options.Clients; i++)
             {
@@ -120,7 +130,8 @@ public sealed class Simulator
 
             HealEverything();
             var deadline = _options.FaultPhaseMs + _options.ConvergeWithinMs;
-            while (!Converged())
+            SimNode? leader;
+            while ((leader = ConvergedLeader()) is null)
             {
                 if (_now >= deadline)
                 {
@@ -128,10 +139,13 @@ public sealed class Simulator
                 }
                 RunUntil(_now + 20);
             }
-            CheckFinalState();
+            CheckFinalState(leader);
             return new SimulationResult(_options.Seed, _options.NodeCount, _eventCount, _messagesSent, _acknowledged.Count, _reads,
                 _checker.LeadersElected, _checker.AppliedEntries, new Dictionary<FaultKinds, int>(_faultCounts), _trace,
-                _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots?.All.Count ?? 0));
+                _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots?.All.Count ?? 0))
+            {
+                MembershipChanges = new Dictionary<MembershipMove, int>(_membershipChanges),
+            };
         }
         catch (Exception e) when (e is SafetyViolationException or InvariantViolationException)
         {
@@ -146,6 +160,12 @@ public sealed class Simulator
 
     private bool Has(FaultKinds kind) => (_faults & kind) != 0;
 
+    /// <summary>Nodes that faults and clients may pick: started, and not retired.</summary>
+    private IEnumerable<SimNode> Live => _nodes.Where(n => n.Started && !n.Retired);
+
+    /// <summary>The node leading now (up, not retired, storage working), if any.</summary>
+    private SimNode? CurrentLeader => _nodes.FirstOrDefault(n => n.Up && !n.Retired && n.Raft!.Role == Role.Leader && n.Loop!.StorageFailure is null);
+
     /// <summary>The fault profile this seed drew, for failure reports.</summary>
     public string Profile => string.Create(CultureInfo.InvariantCulture,
         $"faults {(_faults == FaultKinds.None ? "none" : string.Join('+', Enum.GetValues<FaultKinds>().Where(k => k is not (FaultKinds.None or FaultKinds.All) && Has(k)).Select(k => _faultWeights.TryGetValue(k, out var w) ? $"{k}x{w}" : k.ToString())))}, " +
@@ -158,10 +178,9 @@ public sealed class Simulator
     {
         _faultsActive = false;
         _clientsActive = false;
-        foreach (var node in _nodes)
+        foreach (var node in _nodes.Where(n => !n.IsSpare))
         {
             StartNode(node);
-            At(_random.Next(_options.TickMs), () => TickNode(node));
         }
     }
 
@@ -180,9 +199,60 @@ public sealed class Simulator
 
     public string? StorageFailure(int id) => _nodes[id - 1].Loop?.StorageFailure;
 
-    public int? LeaderId => _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Loop!.StorageFailure is null) is { } leader
-        ? (int)leader.Id.Value
-        : null;
+    public int? LeaderId => CurrentLeader is { } leader ? (int)leader.Id.Value : null;
+
+    /// <summary>Starts the next spare never started (an empty disk, no configuration: it waits to be added) and returns its id.</summary>
+    public int StartSpare()
+    {
+        var spare = _nodes.First(n => n.IsSpare && !n.Started);
+        Checked(() => StartNode(spare));
+        return (int)spare.Id.Value;
+    }
+
+    /// <summary>
+    /// Asks the leader's loop for <paramref name="change"/> and runs until it answers; fails if no node leads or no answer
+    /// comes within <paramref name="withinMs"/>. A node whose removal applied is retired, as in seeded runs.
+    /// </summary>
+    public ProposalOutcome ChangeMembership(ConfChange change, int withinMs)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        ProposalOutcome? outcome = null;
+        Checked(() =>
+        {
+            var deadline = _now + withinMs;
+            var leader = CurrentLeader;
+            while (leader is null && _now < deadline)
+            {
+                RunUntil(_now + 10);
+                leader = CurrentLeader;
+            }
+            if (leader is null)
+            {
+                throw new SafetyViolationException($"liveness: no leader to ask for '{change}' within {withinMs} ms. {DescribeNodes()}");
+            }
+            var move = change.Kind switch
+            {
+                ConfChangeKind.AddLearner => MembershipMove.AddLearner,
+                ConfChangeKind.Promote => MembershipMove.Promote,
+                _ when change.Node == leader.Id => MembershipMove.RemoveLeader,
+                _ when leader.Raft!.Config.Learners.Contains(change.Node) => MembershipMove.RemoveLearner,
+                _ => MembershipMove.RemoveFollower,
+            };
+            var pending = PostChange(leader, move, change);
+            while (pending.Outcome is null && _now < deadline)
+            {
+                RunUntil(_now + 10);
+            }
+            outcome = pending.Outcome ?? throw new SafetyViolationException($"liveness: '{change}' got no answer from {leader.Id} within {withinMs} ms. {DescribeNodes()}");
+        });
+        return outcome!;
+    }
+
+    /// <summary>Whether the node was retired: its removal committed and it was stopped for good.</summary>
+    public bool IsRetired(int id) => _nodes[id - 1].Retired;
+
+    /// <summary>Membership changes applied so far, by kind.</summary>
+    public IReadOnlyDictionary<MembershipMove, int> MembershipChanges => _membershipChanges;
 
     /// <summary>Writes until <paramref name="count"/> writes were acknowledged, from <paramref name="concurrency"/> clients at once.</summary>
     public void Write(int count, int concurrency, int withinMs)
@@ -194,7 +264,8 @@ public sealed class Simulator
             _clients.Clear();
             for (var i = 0; i < concurrency; i++)
             {
-                var client = new SimClient(1_000 + i);
+                // Ids differ from one call to the next, so that no two writes carry the same data.
+                var client = new SimClient(1_000 + _scriptedClients++);
                 _clients.Add(client);
                 At(0, () => StartOperation(client));
             }
@@ -221,7 +292,8 @@ public sealed class Simulator
         Checked(() =>
         {
             var deadline = _now + withinMs;
-            while (!Converged())
+            SimNode? leader;
+            while ((leader = ConvergedLeader()) is null)
             {
                 if (_now >= deadline)
                 {
@@ -229,7 +301,7 @@ public sealed class Simulator
                 }
                 RunUntil(_now + 20);
             }
-            CheckFinalState();
+            CheckFinalState(leader);
         });
     }
 
@@ -276,6 +348,7 @@ public sealed class Simulator
 
     private void StartNode(SimNode node)
     {
+        Invariant.Assert(!node.Retired, "a retired node is never started again");
         node.Incarnation++;
         node.Up = true;
         node.StorageFailed = false;
@@ -286,7 +359,8 @@ public sealed class Simulator
         }
         var log = new WalLogStore(node.Disk, _storageOptions);
         var snapshots = new FileSnapshotStore(node.Disk, _storageOptions);
-        var state = StartupState.Load(log, snapshots, _config);
+        // Only the bootstrap nodes start from the bootstrap configuration; a spare starts empty and waits to be added.
+        var state = StartupState.Load(log, snapshots, node.IsSpare ? null : _config);
         node.Snapshots = snapshots;
         _checker.NodeLoaded(node.Id, state);
         var store = new ObservedLogStore(log, entries => _checker.Appended(node.Id, entries), snapshot => _checker.SnapshotInstalled(node.Id, snapshot));
@@ -299,6 +373,7 @@ public sealed class Simulator
             MaxInflightAppends = _random.Next(1, 64),
             MaxAppendBytes = _oneEntryPerAppend ? 1 : _random.Next(64, 4096),
             SnapshotTimeoutTicks = 50,
+            MaxPromoteLagEntries = _maxPromoteLagEntries,
         };
         node.Raft = new RaftNode(raftOptions, state);
         var stateMachine = new SimStateMachine { OnApply = entry => _checker.Applied(node.Id, entry) };
@@ -308,6 +383,11 @@ public sealed class Simulator
             new SimWorkScheduler(this, node, incarnation));
         _checker.AfterStep(node.Id, node.Raft);
         Trace($"{node.Id} start #{incarnation} term={state.HardState.Term.Value} last={state.LastIndex.Value} base={state.BaseIndex.Value}");
+        if (!node.Started)
+        {
+            node.Started = true;
+            At(_random.Next(_options.TickMs), () => TickNode(node));
+        }
     }
 
     /// <summary>
@@ -422,6 +502,7 @@ public sealed class Simulator
         }
         _checker.AfterStep(node.Id, node.Raft);
         CompleteOperations(node);
+        CompleteChanges(node);
     }
 
     private void Crash(SimNode node, string why)
@@ -439,14 +520,34 @@ public sealed class Simulator
         node.ProcessScheduled = false;
         node.Incarnation++;
         Trace($"{node.Id} crash ({why})");
+        foreach (var change in _changes.Where(c => c.Node == node).ToList())
+        {
+            _changes.Remove(change);
+            Trace($"membership: {change.Move} '{change.Change}' unanswered: {node.Id} stopped (it may still take effect)");
+        }
     }
 
     private void Restart(SimNode node)
     {
-        if (!node.Up)
+        if (!node.Up && !node.Retired)
         {
             StartNode(node);
         }
+    }
+
+    /// <summary>
+    /// The node's removal committed: no fault or client picks it again, nothing is sent to it, and after
+    /// <paramref name="stopAfterMs"/> (time for a removed leader to hand off) it stops for good.
+    /// </summary>
+    private void Retire(SimNode node, string why, int stopAfterMs)
+    {
+        if (node.Retired)
+        {
+            return;
+        }
+        node.Retired = true;
+        Trace($"{node.Id} retired ({why})");
+        At(stopAfterMs, () => Crash(node, "retired"));
     }
 
     // ---------------------------------------------------------------- network
@@ -459,6 +560,12 @@ public sealed class Simulator
         }
         _messagesSent++;
         var to = _nodes[(int)message.To.Value - 1];
+        if (!to.Started || to.Retired)
+        {
+            Trace("void " + message);
+            NotifySnapshotOutcome(message, delivered: false);
+            return;
+        }
         if (_cutLinks.Contains((message.From, message.To)))
         {
             Trace("cut  " + message);
@@ -555,7 +662,7 @@ public sealed class Simulator
     private void ScheduleFaults()
     {
         // A kind comes as often as its weight says (1 unless the seed drew a swarm profile).
-        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap }
+        var kinds = new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap, FaultKinds.Membership }
             .Where(Has).SelectMany(k => Enumerable.Repeat(k, _faultWeights.GetValueOrDefault(k, 1))).ToArray();
         if (kinds.Length == 0)
         {
@@ -579,7 +686,7 @@ public sealed class Simulator
         {
             return;
         }
-        var up = _nodes.Where(n => n.Up).ToArray();
+        var up = Live.Where(n => n.Up).ToArray();
         switch (kind)
         {
             case FaultKinds.Partition:
@@ -611,6 +718,17 @@ public sealed class Simulator
             case FaultKinds.LeaderSwap:
                 SwapLeaders();
                 break;
+            case FaultKinds.Membership:
+                if (!ChangeMembership())
+                {
+                    return;
+                }
+                // Now and then a second change follows at once, while the first is in flight: the leader must refuse it.
+                if (_random.Next(4) == 0)
+                {
+                    At(_random.Next(0, 20), () => InjectFault(FaultKinds.Membership));
+                }
+                break;
             default:
                 return;
         }
@@ -627,7 +745,7 @@ public sealed class Simulator
             {
                 return;
             }
-            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > currentTerm);
+            var leader = _nodes.FirstOrDefault(n => n.Up && !n.Retired && n.Raft!.Role == Role.Leader && n.Raft.Term > currentTerm);
             if (leader is null)
             {
                 At(2, Watch);
@@ -658,7 +776,7 @@ public sealed class Simulator
             {
                 return;
             }
-            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
+            var leader = _nodes.FirstOrDefault(n => n.Up && !n.Retired && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
             if (leader is not null)
             {
                 seenTerm = leader.Raft!.Term;
@@ -695,7 +813,7 @@ public sealed class Simulator
             {
                 return;
             }
-            var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
+            var leader = _nodes.FirstOrDefault(n => n.Up && !n.Retired && n.Raft!.Role == Role.Leader && n.Raft.Term > seenTerm);
             if (leader is not null)
             {
                 seenTerm = leader.Raft!.Term;
@@ -723,9 +841,9 @@ public sealed class Simulator
 
     private void Partition()
     {
-        var ids = _nodes.Select(n => n.Id).ToList();
+        var ids = Live.Select(n => n.Id).ToList();
         List<NodeId> side;
-        var leader = _nodes.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader);
+        var leader = Live.FirstOrDefault(n => n.Up && n.Raft!.Role == Role.Leader);
         switch (_random.Next(3))
         {
             case 0 when leader is not null:
@@ -775,7 +893,7 @@ public sealed class Simulator
         _cutLinks.Clear();
         _partitionGeneration++;
         Trace("heal everything");
-        foreach (var node in _nodes)
+        foreach (var node in Live)
         {
             node.Disk.CrashOnNextSync = false;
             node.Disk.FailNextSync = false;
@@ -787,6 +905,149 @@ public sealed class Simulator
         }
     }
 
+    // ---------------------------------------------------------------- membership
+
+    /// <summary>
+    /// Asks the leader for one membership change drawn from those its configuration allows. Voters never drop below three
+    /// for a cluster started with five nodes, or below two for one started with three. False if there was nothing to ask.
+    /// </summary>
+    private bool ChangeMembership()
+    {
+        var leader = CurrentLeader;
+        if (leader is null)
+        {
+            Trace("membership: no leader to ask");
+            return false;
+        }
+        var config = leader.Raft!.Config;
+        var spare = NextSpare();
+        var voterFloor = _options.NodeCount >= 5 ? 3 : 2;
+        var moves = new List<MembershipMove>();
+        if (spare is not null)
+        {
+            moves.Add(MembershipMove.AddLearner);
+        }
+        if (!config.Learners.IsEmpty)
+        {
+            moves.Add(MembershipMove.Promote);
+            moves.Add(MembershipMove.RemoveLearner);
+        }
+        if (config.Voters.Count > voterFloor)
+        {
+            moves.Add(MembershipMove.RemoveFollower);
+            moves.Add(MembershipMove.RemoveLeader);
+            if (spare is not null)
+            {
+                moves.Add(MembershipMove.Replace);
+            }
+        }
+        if (moves.Count == 0)
+        {
+            Trace($"membership: nothing to change in {config}");
+            return false;
+        }
+        var move = moves[_random.Next(moves.Count)];
+        switch (move)
+        {
+            case MembershipMove.AddLearner:
+                AddSpare(leader, spare!, move);
+                break;
+            case MembershipMove.Promote:
+                PostChange(leader, move, new ConfChange(ConfChangeKind.Promote, Pick(config.Learners)));
+                break;
+            case MembershipMove.RemoveLearner:
+                PostChange(leader, move, new ConfChange(ConfChangeKind.Remove, Pick(config.Learners)));
+                break;
+            case MembershipMove.RemoveLeader:
+                PostChange(leader, move, new ConfChange(ConfChangeKind.Remove, leader.Id));
+                break;
+            case MembershipMove.RemoveFollower:
+                PostChange(leader, move, new ConfChange(ConfChangeKind.Remove, Pick(config.Voters.Remove(leader.Id))));
+                break;
+            default:
+                PostChange(leader, move, new ConfChange(ConfChangeKind.Remove, Pick(config.Voters)));
+                AddSpareLater(attempt: 1);
+                break;
+        }
+        return true;
+    }
+
+    private NodeId Pick(IReadOnlyCollection<NodeId> ids) => ids.ElementAt(_random.Next(ids.Count));
+
+    /// <summary>A spare to add: one started earlier whose addition never took (still live, not a member here), else a new one.</summary>
+    private SimNode? NextSpare()
+    {
+        var config = CurrentLeader?.Raft!.Config;
+        return _nodes.FirstOrDefault(n => n.IsSpare && n.Started && !n.Retired && config is not null && !config.Contains(n.Id))
+            ?? _nodes.FirstOrDefault(n => n.IsSpare && !n.Started);
+    }
+
+    /// <summary>Starts the spare if it never ran (empty disk, no configuration), then asks the leader to add it as a learner.</summary>
+    private void AddSpare(SimNode leader, SimNode spare, MembershipMove move)
+    {
+        if (!spare.Started)
+        {
+            StartNode(spare);
+        }
+        PostChange(leader, move, new ConfChange(ConfChangeKind.AddLearner, spare.Id, $"sim://{spare.Id}"));
+    }
+
+    /// <summary>The second half of a replacement: a spare is added once the leader has no change in flight (a few tries).</summary>
+    private void AddSpareLater(int attempt) =>
+        At(_random.Next(100, 500), () =>
+        {
+            if (!_faultsActive)
+            {
+                return;
+            }
+            var leader = CurrentLeader;
+            var spare = NextSpare();
+            if (spare is null)
+            {
+                Trace("membership: no spare left to replace a voter");
+                return;
+            }
+            if (leader is null || !leader.Raft!.ConfigCommitted || leader.Raft.Config.IsJoint)
+            {
+                if (attempt < 8)
+                {
+                    AddSpareLater(attempt + 1);
+                }
+                return;
+            }
+            AddSpare(leader, spare, MembershipMove.AddLearner);
+        });
+
+    private PendingChange PostChange(SimNode leader, MembershipMove move, ConfChange change)
+    {
+        var pending = new PendingChange(leader, leader.Incarnation, move, change, leader.Loop!.ChangeMembershipAsync(change));
+        _changes.Add(pending);
+        Trace($"membership: {move} '{change}' asked of {leader.Id} (t{leader.Raft!.Term.Value}, {leader.Raft.Config})");
+        ScheduleProcess(leader, 0);
+        return pending;
+    }
+
+    private void CompleteChanges(SimNode node)
+    {
+        foreach (var pending in _changes.Where(c => c.Node == node && c.Incarnation == node.Incarnation && c.Answer.IsCompleted).ToList())
+        {
+            _changes.Remove(pending);
+            var outcome = pending.Answer.Result;
+            pending.Outcome = outcome;
+            Trace($"membership: {pending.Move} '{pending.Change}' -> {outcome.Status}{(outcome.Reason is null ? "" : $" ({outcome.Reason})")}");
+            if (outcome.Status != ProposalStatus.Applied)
+            {
+                continue;
+            }
+            _membershipChanges[pending.Move] = _membershipChanges.GetValueOrDefault(pending.Move) + 1;
+            if (pending.Change.Kind == ConfChangeKind.Remove)
+            {
+                // Its removal applied on the leader, so it committed: the node is no longer needed by any quorum.
+                Retire(_nodes[(int)pending.Change.Node.Value - 1], "its removal committed", _random.Next(0, 300));
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- clients
 
     private void StartOperation(SimClient client)
@@ -795,7 +1056,10 @@ public sealed class Simulator
         {
             return;
         }
-        var node = client.Preferred is { } preferred && _random.Next(10) > 0 ? _nodes[(int)preferred.Value - 1] : _nodes[_random.Next(_nodes.Length)];
+        var live = Live.ToArray();
+        var node = client.Preferred is { } preferred && _random.Next(10) > 0 && live.FirstOrDefault(n => n.Id == preferred) is { } hinted
+            ? hinted
+            : live[_random.Next(live.Length)];
         var key = "k" + _random.Next(5).ToString(CultureInfo.InvariantCulture);
         client.Sequence++;
         var operation = new SimOperation(node, node.Incarnation, _now);
@@ -910,34 +1174,58 @@ public sealed class Simulator
 
     // ---------------------------------------------------------------- the end
 
-    private bool Converged()
+    /// <summary>
+    /// The leader once the cluster converged, else null: one leader, whose configuration is committed and simple, which
+    /// committed everything in its log, in its term; and every member of that configuration up, holding that log, applied
+    /// through its commit, following it, with the same state. Nodes outside the configuration are not judged.
+    /// </summary>
+    private SimNode? ConvergedLeader()
     {
-        if (_clients.Any(c => c.Current is not null) || _nodes.Any(n => !n.Up))
+        if (_clients.Any(c => c.Current is not null))
         {
-            return false;
+            return null;
         }
-        var leaders = _nodes.Where(n => n.Raft!.Role == Role.Leader).ToList();
+        var leaders = _nodes.Where(n => n.Up && !n.Retired && n.Raft!.Role == Role.Leader).ToList();
         if (leaders.Count != 1)
         {
-            return false;
+            return null;
         }
-        var leader = leaders[0].Raft!;
-        return leader.TermAt(leader.CommitIndex) == leader.Term
-            && leader.CommitIndex == leader.LastIndex
-            && _nodes.All(n => n.Raft!.AppliedIndex == leader.CommitIndex
-                && n.Raft.LastIndex == leader.LastIndex
-                && n.Raft.Leader == leader.Id
-                && n.StateMachine!.Hash == leaders[0].StateMachine!.Hash);
+        var leader = leaders[0];
+        var raft = leader.Raft!;
+        if (!raft.ConfigCommitted || raft.Config.IsJoint || raft.TermAt(raft.CommitIndex) != raft.Term || raft.CommitIndex != raft.LastIndex)
+        {
+            return null;
+        }
+        foreach (var id in raft.Config.Members)
+        {
+            var member = _nodes[(int)id.Value - 1];
+            if (!member.Up || member.Retired
+                || member.Raft!.AppliedIndex != raft.CommitIndex
+                || member.Raft.LastIndex != raft.LastIndex
+                || member.Raft.Leader != leader.Id
+                || member.StateMachine!.Hash != leader.StateMachine!.Hash)
+            {
+                return null;
+            }
+        }
+        return leader;
     }
 
-    private void CheckFinalState()
+    private void CheckFinalState(SimNode leader)
     {
-        var reference = _nodes[0].StateMachine!;
-        foreach (var node in _nodes)
+        var config = leader.Raft!.Config;
+        foreach (var node in Live.Where(n => !config.Contains(n.Id)).ToList())
         {
+            Retire(node, $"not a member of {config}", stopAfterMs: 0);
+            Crash(node, "retired");
+        }
+        var reference = leader.StateMachine!;
+        foreach (var id in config.Members)
+        {
+            var node = _nodes[(int)id.Value - 1];
             if (node.StateMachine!.Hash != reference.Hash || node.StateMachine.LastApplied != reference.LastApplied)
             {
-                throw new SafetyViolationException($"{node.Id} converged to a different state than {_nodes[0].Id}");
+                throw new SafetyViolationException($"{node.Id} converged to a different state than {leader.Id}");
             }
         }
         foreach (var (index, data) in _acknowledged)
@@ -948,22 +1236,33 @@ public sealed class Simulator
             }
             if (reference.LastApplied < index)
             {
-                throw new SafetyViolationException($"acknowledged write '{data}' at {index} is beyond what the nodes applied ({reference.LastApplied})");
+                throw new SafetyViolationException($"acknowledged write '{data}' at {index} is beyond what the members applied ({reference.LastApplied})");
             }
         }
-        Trace($"converged at {reference.LastApplied.Value}, hash {reference.Hash:x16}");
+        Trace($"converged at {reference.LastApplied.Value}, hash {reference.Hash:x16}, {config}");
     }
 
     private string DescribeNodes() =>
-        string.Join("; ", _nodes.Select(n => n.Up
-            ? $"{n.Id} {n.Raft!.Role} t{n.Raft.Term.Value} leader={n.Raft.Leader} last={n.Raft.LastIndex.Value} commit={n.Raft.CommitIndex.Value} applied={n.Raft.AppliedIndex.Value} state={n.StateMachine!.LastApplied.Value}/{n.StateMachine.Hash:x16}"
+        string.Join("; ", _nodes.Where(n => n.Started).Select(n => n.Retired
+            ? $"{n.Id} retired"
+            : n.Up
+            ? $"{n.Id} {n.Raft!.Role} t{n.Raft.Term.Value} leader={n.Raft.Leader} last={n.Raft.LastIndex.Value} commit={n.Raft.CommitIndex.Value} applied={n.Raft.AppliedIndex.Value} state={n.StateMachine!.LastApplied.Value}/{n.StateMachine.Hash:x16} config={n.Raft.Config}"
             : $"{n.Id} down")) + $"; clients waiting: {_clients.Count(c => c.Current is not null)}";
 
     // ---------------------------------------------------------------- parts
 
-    private sealed class SimNode(NodeId id)
+    private sealed class SimNode(NodeId id, bool isSpare)
     {
         public NodeId Id { get; } = id;
+
+        /// <summary>Beyond the bootstrap configuration: started only when about to be added.</summary>
+        public bool IsSpare { get; } = isSpare;
+
+        /// <summary>Started at least once (a spare is not, until it is added).</summary>
+        public bool Started { get; set; }
+
+        /// <summary>Removed from the cluster: stopped for good, never restarted, never picked by faults or clients.</summary>
+        public bool Retired { get; set; }
 
         public SimFileSystem Disk { get; } = new();
 
@@ -1024,6 +1323,22 @@ public sealed class Simulator
         public SimOperation? Current { get; set; }
     }
 
+    /// <summary>A membership change asked of <see cref="Node"/>'s loop (in its incarnation), until it answers.</summary>
+    private sealed class PendingChange(SimNode node, int incarnation, MembershipMove move, ConfChange change, Task<ProposalOutcome> answer)
+    {
+        public SimNode Node { get; } = node;
+
+        public int Incarnation { get; } = incarnation;
+
+        public MembershipMove Move { get; } = move;
+
+        public ConfChange Change { get; } = change;
+
+        public Task<ProposalOutcome> Answer { get; } = answer;
+
+        public ProposalOutcome? Outcome { get; set; }
+    }
+
     private sealed class SimOperation(SimNode node, int incarnation, long invokedAt)
     {
         public SimNode Node { get; } = node;
@@ -1054,7 +1369,11 @@ public sealed record SimulationResult(
     IReadOnlyDictionary<FaultKinds, int> Faults,
     IReadOnlyList<string> Trace,
     ulong TraceHash,
-    int SnapshotsHeld);
+    int SnapshotsHeld)
+{
+    /// <summary>Membership changes that applied, by kind.</summary>
+    public IReadOnlyDictionary<MembershipMove, int> MembershipChanges { get; init; } = new Dictionary<MembershipMove, int>();
+}
 
 public sealed class SimulationFailureException : Exception
 {
