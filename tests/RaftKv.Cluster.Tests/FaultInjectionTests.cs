@@ -29,6 +29,27 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         kill.LeaderDuring.Should().NotBeNull().And.NotBe(kill.LeaderBefore);
     }
 
+    [Fact]
+    public async Task Membership_changes_among_kills_and_pauses_keep_a_linearizable_history()
+    {
+        var result = await RunAsync(new FaultRunOptions
+        {
+            Nodes = 3,
+            Spares = 3,
+            Schedule =
+            [
+                Fault.AddVoter, Fault.KillFollower, Fault.ReplaceNode, Fault.KillLeader, Fault.RemoveVoter, Fault.PauseLeader, Fault.AddVoter,
+            ],
+            Hold = TimeSpan.FromSeconds(3),
+            Seed = 14,
+        });
+
+        result.Faults.Where(f => Nemesis.ChangesMembership(f.Fault)).Should().HaveCount(4);
+        result.Faults.Single(f => f.Fault == Fault.ReplaceNode).Description.Should().Contain("SIGKILL").And.Contain("promoted");
+        result.Faults.Where(f => f.Fault is Fault.RemoveVoter or Fault.ReplaceNode).Should().OnlyContain(f => f.LeaderDuring != null,
+            "the cluster has a leader after every change");
+    }
+
     [SkippableFact]
     public async Task Three_nodes_partitioned_keep_a_linearizable_history_and_a_cut_off_leader_steps_down()
     {
@@ -53,7 +74,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
-    public async Task Five_nodes_under_every_fault_kind_keep_a_linearizable_history()
+    public async Task Five_nodes_under_every_fault_kind_and_membership_changes_keep_a_linearizable_history()
     {
         SkipUnlessNetworkLab();
 
@@ -61,10 +82,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         {
             Nodes = 5,
             Partitions = true,
+            Spares = 2,
             Schedule =
             [
-                Fault.SplitMajorityMinority, Fault.KillMinority, Fault.CutLeaderFromFollowers, Fault.PauseLeader,
-                Fault.IsolateOne, Fault.KillLeader, Fault.KillFollower,
+                Fault.SplitMajorityMinority, Fault.KillMinority, Fault.ReplaceNode, Fault.CutLeaderFromFollowers, Fault.PauseLeader,
+                Fault.RemoveVoter, Fault.IsolateOne, Fault.KillLeader, Fault.AddVoter, Fault.KillFollower,
             ],
             Seed = 13,
         });

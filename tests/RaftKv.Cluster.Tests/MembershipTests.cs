@@ -21,12 +21,10 @@ public sealed class MembershipTests(ITestOutputHelper output)
     public async Task A_loaded_cluster_grows_from_three_to_five_replaces_a_killed_node_and_removes_its_leader_with_a_linearizable_history()
     {
         var clock = Stopwatch.StartNew();
-        await using var cluster = await LocalCluster.StartAsync(3, SmallSnapshots);
+        // Three spare slots (n4, n5, n6) for the nodes to come: the clients know every address from the start.
+        await using var cluster = await LocalCluster.StartAsync(3, SmallSnapshots, spares: 3);
         await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20));
-        // Ports for the nodes to come, so that the clients know every address from the start (as a load balancer would).
-        var ports = FreePorts.Take(6);
-        var future = new Dictionary<string, (int Http, int Peer)> { ["n4"] = (ports[0], ports[1]), ["n5"] = (ports[2], ports[3]), ["n6"] = (ports[4], ports[5]) };
-        var endpoints = cluster.Endpoints.Concat(future.Values.Select(p => new Uri($"http://127.0.0.1:{p.Http}/"))).ToList();
+        var endpoints = cluster.Endpoints.Concat(cluster.SpareEndpoints).ToList();
         var workload = new Workload(endpoints, () => new SocketsHttpHandler(), clients: 6, keys: 4, seed: 21);
         using var stop = new CancellationTokenSource();
         var clients = workload.RunAsync(stop.Token);
@@ -43,7 +41,8 @@ public sealed class MembershipTests(ITestOutputHelper output)
             // Grow 3 → 5: each new node joins through a member, then is added as a voter once it has caught up.
             foreach (var id in new[] { "n4", "n5" })
             {
-                var joiner = await cluster.StartJoinerAsync(id, cluster["n1"], future[id].Http, future[id].Peer);
+                var joiner = await cluster.StartSpareAsync(via: cluster["n1"]);
+                joiner.NodeId.Should().Be(id);
                 var (status, body) = await AddVoterAsync(cluster["n2"], joiner);
                 status.Should().Be(HttpStatusCode.Created, "adding {0}: {1}", id, body);
                 Log($"added {id}: {Members(body)}");
@@ -57,7 +56,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             var (removed, removedBody) = await LocalCluster.ClusterRequestAsync(cluster["n3"], HttpMethod.Delete, "/cluster/members/n2");
             removed.Should().Be(HttpStatusCode.OK, "removing the dead n2: {0}", removedBody);
             Log($"removed n2 (killed): {Members(removedBody)}");
-            var replacement = await cluster.StartJoinerAsync("n6", cluster["n3"], future["n6"].Http, future["n6"].Peer);
+            var replacement = await cluster.StartSpareAsync(via: cluster["n3"]);
             var (replaced, replacedBody) = await AddVoterAsync(cluster["n4"], replacement);
             replaced.Should().Be(HttpStatusCode.Created, "adding n6: {0}", replacedBody);
             Log($"replaced n2 by n6: {Members(replacedBody)}");
@@ -135,7 +134,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
         LocalCluster.ClusterRequestAsync(via, HttpMethod.Post, "/cluster/members", new
         {
             id = joiner.NodeId,
-            peerUrl = $"http://127.0.0.1:{joiner.PeerPort}",
+            peerUrl = $"http://{joiner.Host}:{joiner.PeerPort}",
             clientUrl = joiner.BaseAddress.ToString(),
             learner = false,
         });

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Http.Json;
 using RaftKv.Testing.Processes;
 
 namespace RaftKv.Testing.Faults;
@@ -27,6 +28,15 @@ public enum Fault
 
     /// <summary>Cut the leader from its followers while clients still reach it: it must step down.</summary>
     CutLeaderFromFollowers,
+
+    /// <summary>A new machine joins (--join, a spare slot) and is added as a learner, then promoted once caught up.</summary>
+    AddVoter,
+
+    /// <summary>A voter is removed (half the time the leader itself) and its process stopped for good.</summary>
+    RemoveVoter,
+
+    /// <summary>A follower's machine dies for good (SIGKILL); it is removed and a new machine joins under a new id in its place.</summary>
+    ReplaceNode,
 }
 
 /// <summary>What one fault did, for the test's assertions and the report.</summary>
@@ -81,6 +91,11 @@ public sealed class Nemesis
     public List<string> UnexpectedExits { get; } = [];
 
     public static bool NeedsNetwork(Fault fault) => fault is Fault.IsolateOne or Fault.SplitMajorityMinority or Fault.CutLeaderFromFollowers;
+
+    public static bool ChangesMembership(Fault fault) => fault is Fault.AddVoter or Fault.RemoveVoter or Fault.ReplaceNode;
+
+    /// <summary>The fewest voters a membership fault leaves: a quorum must survive a kill or a partition.</summary>
+    public const int MinimumVoters = 3;
 
     /// <summary>Injects <paramref name="fault"/>, holds it, and undoes it (restarts, resumes, heals).</summary>
     public async Task<FaultReport> InjectAsync(Fault fault, TimeSpan hold, CancellationToken cancellationToken = default)
@@ -166,6 +181,28 @@ public sealed class Nemesis
                 report = await PartitionAsync(fault, at, [victim], victim, hold, cancellationToken, watchStepDown: true).ConfigureAwait(false);
                 break;
             }
+            case Fault.AddVoter:
+                report = await AddVoterAsync(fault, at, leader, nodes, cancellationToken).ConfigureAwait(false);
+                break;
+            case Fault.RemoveVoter:
+            {
+                var victim = leader is not null && _random.Next(2) == 0 ? leader : Pick(nodes.Where(n => n != leader));
+                await RemoveAsync(victim, nodes.First(n => n != victim)).ConfigureAwait(false);
+                await _cluster.ForgetAsync(victim).ConfigureAwait(false);
+                var after = await FindLeaderAsync(TimeSpan.FromSeconds(15), cancellationToken).ConfigureAwait(false);
+                report = new FaultReport(fault, at, $"removed {victim.NodeId}{(victim == leader ? " (the leader)" : "")} and stopped it", leader?.NodeId, after?.NodeId);
+                break;
+            }
+            case Fault.ReplaceNode:
+            {
+                var victim = Pick(nodes.Where(n => n != leader));
+                await victim.KillAsync().ConfigureAwait(false);
+                await _cluster.ForgetAsync(victim).ConfigureAwait(false);
+                await RemoveAsync(victim, nodes.First(n => n != victim)).ConfigureAwait(false);
+                var added = await AddVoterAsync(fault, at, leader, [.. nodes.Where(n => n != victim)], cancellationToken).ConfigureAwait(false);
+                report = added with { Description = $"SIGKILL {victim.NodeId} for good, removed it; {added.Description}" };
+                break;
+            }
             default:
                 throw new ArgumentOutOfRangeException(nameof(fault), fault, null);
         }
@@ -174,11 +211,69 @@ public sealed class Nemesis
         return report;
     }
 
-    /// <summary>A fault chosen at random among those this cluster supports.</summary>
+    /// <summary>A fault chosen at random among those this cluster supports now (membership faults need spare slots, or voters to spare).</summary>
     public Fault PickFault()
     {
-        var faults = Enum.GetValues<Fault>().Where(f => _cluster.Lab is not null || !NeedsNetwork(f)).ToArray();
+        var faults = Enum.GetValues<Fault>().Where(Possible).ToArray();
         return faults[_random.Next(faults.Length)];
+    }
+
+    private bool Possible(Fault fault) => fault switch
+    {
+        _ when NeedsNetwork(fault) => _cluster.Lab is not null,
+        Fault.AddVoter or Fault.ReplaceNode => _cluster.SparesLeft > 0,
+        Fault.RemoveVoter => _cluster.SpareEndpoints.Count > 0 && _cluster.Nodes.Count > MinimumVoters,
+        _ => true,
+    };
+
+    /// <summary>Starts the next spare, adds it as a voter (a learner first, promoted once caught up), and reports it.</summary>
+    private async Task<FaultReport> AddVoterAsync(Fault fault, TimeSpan at, ServerProcess? leader, IReadOnlyList<ServerProcess> members, CancellationToken cancellationToken)
+    {
+        var via = Pick(members.Where(n => !n.HasExited));
+        var joiner = await _cluster.StartSpareAsync(via).ConfigureAwait(false);
+        var body = new { id = joiner.NodeId, peerUrl = $"http://{joiner.Host}:{joiner.PeerPort}", clientUrl = joiner.BaseAddress.ToString(), learner = false };
+        var (status, answer) = await LocalCluster.ClusterRequestAsync(Pick(members.Where(n => !n.HasExited)), HttpMethod.Post, "/cluster/members", body)
+            .ConfigureAwait(false);
+        if (status != System.Net.HttpStatusCode.Created && !await IsVoterAsync(joiner.NodeId, members).ConfigureAwait(false))
+        {
+            throw new InvalidOperationException($"adding {joiner.NodeId} failed: {(int)status} {answer}");
+        }
+        var after = await FindLeaderAsync(TimeSpan.FromSeconds(15), cancellationToken).ConfigureAwait(false);
+        return new FaultReport(fault, at, $"{joiner.NodeId} joined through {via.NodeId}, was added as a learner and promoted", leader?.NodeId, after?.NodeId);
+    }
+
+    /// <summary>Removes <paramref name="victim"/> through <paramref name="via"/> (retrying while the cluster says "not now").</summary>
+    private static async Task RemoveAsync(ServerProcess victim, ServerProcess via)
+    {
+        var (status, answer) = await LocalCluster.ClusterRequestAsync(via, HttpMethod.Delete, $"/cluster/members/{victim.NodeId}").ConfigureAwait(false);
+        if (status != System.Net.HttpStatusCode.OK && await IsMemberAsync(victim.NodeId, via).ConfigureAwait(false))
+        {
+            throw new InvalidOperationException($"removing {victim.NodeId} failed: {(int)status} {answer}");
+        }
+    }
+
+    /// <summary>An outcome the API could not tell (504): whether the change happened after all, asked of the members.</summary>
+    private static async Task<bool> IsVoterAsync(string id, IReadOnlyList<ServerProcess> members)
+    {
+        foreach (var node in members.Where(n => !n.HasExited))
+        {
+            try
+            {
+                var list = await node.Client.GetFromJsonAsync<System.Text.Json.JsonElement>(new Uri("/cluster/members", UriKind.Relative)).ConfigureAwait(false);
+                return list.GetProperty("members").EnumerateArray().Any(m => m.GetProperty("id").GetString() == id && m.GetProperty("role").GetString() == "voter");
+            }
+            catch (HttpRequestException)
+            {
+                // Ask the next one.
+            }
+        }
+        return false;
+    }
+
+    private static async Task<bool> IsMemberAsync(string id, ServerProcess via)
+    {
+        var list = await via.Client.GetFromJsonAsync<System.Text.Json.JsonElement>(new Uri("/cluster/members", UriKind.Relative)).ConfigureAwait(false);
+        return list.GetProperty("members").EnumerateArray().Any(m => m.GetProperty("id").GetString() == id);
     }
 
     /// <summary>
@@ -218,7 +313,7 @@ public sealed class Nemesis
         TimeSpan hold, CancellationToken cancellationToken, bool watchStepDown = false)
     {
         var lab = _cluster.Lab!;
-        var indices = side.Select(n => _cluster.Nodes.ToList().IndexOf(n)).ToList();
+        var indices = side.Select(LocalCluster.SlotOf).ToList();
         var before = indices.Sum(lab.DroppedPackets);
         lab.Partition(indices);
         TimeSpan? stepDown = null;

@@ -35,15 +35,25 @@ public sealed class LocalCluster : IAsyncDisposable
 
     /// <summary>
     /// Starts <paramref name="size"/> nodes (n1…nN) and waits until every one serves /health: on loopback, or each in its
-    /// own namespace of <paramref name="lab"/> (which the cluster then owns and removes).
+    /// own namespace of <paramref name="lab"/> (which the cluster then owns and removes). <paramref name="spares"/> slots are kept
+    /// for nodes that may join later (n{size+1}, …): their addresses are fixed now, so that clients can list them from the
+    /// start; <see cref="StartSpareAsync"/> starts the next one. In a lab each needs its own namespace.
     /// </summary>
     public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null,
-        string? serverDll = null)
+        string? serverDll = null, int spares = 0)
     {
         var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab,
             [.. extraArguments ?? []], serverDll);
-        var ports = lab is null ? FreePorts.Take(2 * size) : [.. Enumerable.Repeat(8080, size), .. Enumerable.Repeat(9080, size)];
+        var all = size + spares;
+        var taken = lab is null ? FreePorts.Take(2 * all) : [.. Enumerable.Repeat(8080, all), .. Enumerable.Repeat(9080, all)];
+        int[] ports = [.. taken[..size], .. taken[all..(all + size)]];
         string Host(int i) => lab is null ? "127.0.0.1" : lab.Address(i);
+        for (var j = 0; j < spares; j++)
+        {
+            var slot = size + j;
+            cluster._spares.Enqueue(new Spare("n" + (slot + 1).ToString(CultureInfo.InvariantCulture), slot, Host(slot), taken[slot], taken[all + slot]));
+        }
+        cluster.SpareEndpoints = [.. cluster._spares.Select(spare => new Uri($"http://{spare.Host}:{spare.HttpPort}/"))];
         var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://{Host(i)}:{ports[size + i]}"));
         try
         {
@@ -129,26 +139,47 @@ public sealed class LocalCluster : IAsyncDisposable
         return restarted;
     }
 
+    private sealed record Spare(string NodeId, int Slot, string Host, int HttpPort, int PeerPort);
+
+    private readonly Queue<Spare> _spares = new();
+
+    /// <summary>The client URLs of the nodes that may join later, in the order <see cref="StartSpareAsync"/> starts them.</summary>
+    public IReadOnlyList<Uri> SpareEndpoints { get; private set; } = [];
+
+    /// <summary>Spare slots not started yet.</summary>
+    public int SparesLeft => _spares.Count;
+
     /// <summary>
-    /// Starts a new node that joins the cluster through <paramref name="via"/> (--join, on loopback) and waits until it
+    /// Starts the next spare node, which joins the cluster through <paramref name="via"/> (--join), and waits until it
     /// serves /health. It has no configuration until someone adds it (POST /cluster/members).
     /// </summary>
-    public async Task<ServerProcess> StartJoinerAsync(string nodeId, ServerProcess via, int httpPort, int peerPort)
+    public async Task<ServerProcess> StartSpareAsync(ServerProcess via)
     {
         ArgumentNullException.ThrowIfNull(via);
-        var dataDirectory = Path.Combine(Directory, nodeId);
-        var node = ServerProcess.Start(nodeId, httpPort, peerPort, dataDirectory,
+        var spare = _spares.Count > 0 ? _spares.Dequeue() : throw new InvalidOperationException("no spare slot left: start the cluster with more spares");
+        var dataDirectory = Path.Combine(Directory, spare.NodeId);
+        var placement = Lab is null
+            ? ServerProcess.Placement.Loopback
+            : new ServerProcess.Placement(spare.Host, Lab.Launcher(spare.Slot), Lab.CreateHandler);
+        var node = ServerProcess.Start(spare.NodeId, spare.HttpPort, spare.PeerPort, dataDirectory,
         [
-            "--node-id", nodeId,
+            "--node-id", spare.NodeId,
             "--join", via.BaseAddress.ToString(),
-            "--peer", $"http://127.0.0.1:{peerPort}",
-            "--http", $"http://127.0.0.1:{httpPort}",
+            "--peer", $"http://{spare.Host}:{spare.PeerPort}",
+            "--http", $"http://{spare.Host}:{spare.HttpPort}",
             "--data-dir", dataDirectory,
             .. _extraArguments,
-        ], ServerProcess.Placement.Loopback, _serverDll);
+        ], placement, _serverDll);
         _nodes.Add(node);
         await node.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         return node;
+    }
+
+    /// <summary>A node's slot: its namespace in the lab (n1 is slot 0; spares follow the first members).</summary>
+    public static int SlotOf(ServerProcess node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return int.Parse(node.NodeId.AsSpan(1), CultureInfo.InvariantCulture) - 1;
     }
 
     /// <summary>Kills a node that left the cluster and stops counting it among the cluster's nodes.</summary>
