@@ -252,14 +252,44 @@ public sealed class RaftKvClient : IDisposable
     {
         ArgumentNullException.ThrowIfNull(peerUrl);
         var body = JsonSerializer.SerializeToUtf8Bytes(new AddMemberRequest(id, peerUrl.ToString(), clientUrl?.ToString(), learner), ContractsJson.Default.AddMemberRequest);
-        return AdminAsync(HttpMethod.Post, "/cluster/members", body, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+        return ChangeMembersAsync(HttpMethod.Post, "/cluster/members", body,
+            members => members.Members.Any(m => m.Id == id && (learner || m.Role == "voter")), cancellationToken);
     }
 
     public Task<MembersResponse> PromoteMemberAsync(string id, CancellationToken cancellationToken = default) =>
-        AdminAsync(HttpMethod.Post, $"/cluster/members/{Uri.EscapeDataString(id)}/promote", null, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+        ChangeMembersAsync(HttpMethod.Post, $"/cluster/members/{Uri.EscapeDataString(id)}/promote", null,
+            members => members.Members.Any(m => m.Id == id && m.Role == "voter"), cancellationToken);
 
     public Task<MembersResponse> RemoveMemberAsync(string id, CancellationToken cancellationToken = default) =>
-        AdminAsync(HttpMethod.Delete, $"/cluster/members/{Uri.EscapeDataString(id)}", null, ContractsJson.Default.MembersResponse, change: true, cancellationToken);
+        ChangeMembersAsync(HttpMethod.Delete, $"/cluster/members/{Uri.EscapeDataString(id)}", null,
+            members => members.Members.All(m => m.Id != id), cancellationToken);
+
+    /// <summary>
+    /// A membership change whose outcome the cluster could not tell (the leader died while it was forwarded, say) is looked
+    /// up in the member list: done if <paramref name="done"/> holds there, else sent again after a backoff (at most
+    /// <see cref="RaftKvClientOptions.MaxAttempts"/> times in all: long enough for the cluster to elect a new leader).
+    /// A change is idempotent in effect, so sending it again after it was made can only be refused as already made.
+    /// </summary>
+    private async Task<MembersResponse> ChangeMembersAsync(HttpMethod method, string path, byte[]? body, Func<MembersResponse, bool> done,
+        CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await AdminAsync(method, path, body, ContractsJson.Default.MembersResponse, change: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OutcomeUnknownException) when (attempt < _options.MaxAttempts)
+            {
+                await Task.Delay(Backoff(attempt + 2), cancellationToken).ConfigureAwait(false);
+                var members = await MembersAsync(cancellationToken).ConfigureAwait(false);
+                if (done(members) && !members.ChangeInFlight)
+                {
+                    return members;
+                }
+            }
+        }
+    }
 
     /// <summary>Hands leadership to <paramref name="to"/>, or (null) to the most caught-up voter; answers with the new leader.</summary>
     public Task<LeaderResponse> TransferLeaderAsync(string? to, CancellationToken cancellationToken = default)

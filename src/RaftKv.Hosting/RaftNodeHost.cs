@@ -524,11 +524,19 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
                 ? (null, Loop.KnownLeader)
                 : (NodeAnswer.Failed(AnswerStatus.Conflict, Self, "the leader cannot hand over now (a transfer is under way, or no other voter is known)"), default);
         }
-        // The target campaigns at once once caught up; give it two election timeouts.
-        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(_node.TickMs * _raft.ElectionTimeoutTicks * 4);
+        // The target campaigns as soon as it has caught up. The core gives up a transfer after an election timeout (its
+        // TimeoutNow may have been lost with a broken stream): ask again while this node still leads, for four of them.
+        var electionTimeout = TimeSpan.FromMilliseconds(_node.TickMs * _raft.ElectionTimeoutTicks);
+        var deadline = DateTime.UtcNow + (electionTimeout * 4);
+        var askAgain = DateTime.UtcNow + electionTimeout;
         while (DateTime.UtcNow < deadline && (Loop.KnownLeader == Self || Loop.KnownLeader.IsNone))
         {
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+            if (DateTime.UtcNow >= askAgain && Loop.KnownRole == Role.Leader)
+            {
+                askAgain = DateTime.UtcNow + electionTimeout;
+                await Loop.TransferLeadershipAsync(target).WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
         var leader = Loop.KnownLeader;
         return leader == Self || leader.IsNone
