@@ -139,11 +139,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             // Before anything is written: a fresh data directory under an id that a peer heard from with another one is a
             // node that lost its data. It must not take part (it may have voted in a term it forgot).
-            if (seeds.Keys.Any(id => id != Self)
-                && await _transport.HelloAsync(TimeSpan.FromMilliseconds(_transportOptions.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false) is { } refusal)
-            {
-                throw new StorageException($"{directory} is new, but {refusal.Peer} refuses this node: {refusal.Reason}");
-            }
+            await AskPeersAsync(directory, fresh, cancellationToken).ConfigureAwait(false);
             identity.Write(files);
         }
         _log = new WalLogStore(files, _storage, _loggers.CreateLogger<WalLogStore>());
@@ -166,6 +162,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             _peers = PeerUrlsOf(config, seeds);
             _transport.SetPeers(_peers);
+        }
+        if (!fresh)
+        {
+            await AskPeersAsync(directory, fresh, cancellationToken).ConfigureAwait(false);
         }
         Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine, _loop,
             observer: this, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
@@ -256,6 +256,30 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         newIdentity.Write(files);
         LogForced(Self, identity.ClusterIdText, config, newIdentity.ClusterIdText, state.LastIndex.Value);
         return (forced, newIdentity);
+    }
+
+    /// <summary>
+    /// Asks the members whether they hear this node (<c>Hello</c>) and refuses to start when one refuses it for good (it lost
+    /// its data), or when none hears it and some answer for another cluster (the data directory is another cluster's).
+    /// Members that do not answer (all starting together, say) are no reason to wait or to refuse.
+    /// </summary>
+    private async Task AskPeersAsync(string directory, bool fresh, CancellationToken cancellationToken)
+    {
+        if (!Peers.Keys.Any(id => id != Self))
+        {
+            return;
+        }
+        var answers = await Transport.HelloAsync(TimeSpan.FromMilliseconds(_transportOptions.ConnectTimeoutMs), cancellationToken).ConfigureAwait(false);
+        if (answers.RefusedForGood.Count > 0)
+        {
+            var (peer, reason) = answers.RefusedForGood[0];
+            throw new StorageException($"{directory} is {(fresh ? "new" : "not the one the cluster knows")}, and {peer} refuses this node: {reason}");
+        }
+        if (answers.Heard == 0 && answers.OtherCluster.Count > 0)
+        {
+            var (peer, reason) = answers.OtherCluster[0];
+            throw new StorageException($"{directory} holds data of cluster {Identity.ClusterIdText}, but no member it names hears it ({peer}: {reason})");
+        }
     }
 
     private static ClusterConfig? LastConfig(PersistentState state)

@@ -134,6 +134,9 @@ public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation
     }
 }
 
+/// <summary>What the peers said to <see cref="GrpcTransport.HelloAsync"/>.</summary>
+public sealed record HelloAnswers(IReadOnlyList<(NodeId Peer, string Reason)> RefusedForGood, IReadOnlyList<(NodeId Peer, string Reason)> OtherCluster, int Heard);
+
 /// <summary>Why a peer's call is refused; <see cref="Fatal"/> when the caller must stop (it lost its data), not retry.</summary>
 public sealed record PeerRefusal(bool Fatal, string Reason)
 {
@@ -321,10 +324,11 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
     }
 
     /// <summary>
-    /// Asks every peer whether it would hear this node. Returns the first fatal refusal (this node's data directory is not
-    /// the one the cluster knows), or null; a peer that does not answer within <paramref name="timeout"/> is skipped.
+    /// Asks every peer whether it would hear this node: which refused it for good (its data directory is not the one they
+    /// know), which belong to another cluster, and how many heard it. A peer that does not answer within
+    /// <paramref name="timeout"/> counts as none of these.
     /// </summary>
-    public async Task<(NodeId Peer, string Reason)?> HelloAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task<HelloAnswers> HelloAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         var calls = _senders.Values.Select(async sender =>
         {
@@ -332,25 +336,18 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             {
                 await sender.Client.HelloAsync(new Proto.HelloRequest(), headers: Headers, deadline: DateTime.UtcNow + timeout,
                     cancellationToken: cancellationToken).ConfigureAwait(false);
-                return ((NodeId, string)?)null;
+                return (sender.Peer, Code: StatusCode.OK, Reason: "");
             }
-            catch (RpcException error) when (error.StatusCode == StatusCode.PermissionDenied)
+            catch (RpcException error)
             {
-                return (sender.Peer, error.Status.Detail);
-            }
-            catch (RpcException)
-            {
-                return null; // down, another cluster, or an older peer: the streams will tell
+                return (sender.Peer, Code: error.StatusCode, Reason: error.Status.Detail);
             }
         }).ToList();
-        foreach (var answer in await Task.WhenAll(calls).ConfigureAwait(false))
-        {
-            if (answer is not null)
-            {
-                return answer;
-            }
-        }
-        return null;
+        var answers = await Task.WhenAll(calls).ConfigureAwait(false);
+        return new HelloAnswers(
+            [.. answers.Where(a => a.Code == StatusCode.PermissionDenied).Select(a => (a.Peer, a.Reason))],
+            [.. answers.Where(a => a.Code == StatusCode.FailedPrecondition).Select(a => (a.Peer, a.Reason))],
+            answers.Count(a => a.Code == StatusCode.OK));
     }
 
     private int _disposed;

@@ -130,6 +130,29 @@ public sealed class MembershipTests(ITestOutputHelper output)
         status.Should().Be(HttpStatusCode.OK, "the rest of the cluster goes on: {0}", body);
     }
 
+    [Fact]
+    public async Task A_node_started_on_another_clusters_data_refuses_to_start()
+    {
+        await using var first = await LocalCluster.StartAsync(3);
+        await using var second = await LocalCluster.StartAsync(1);
+        await first.WaitForLeaderAsync(TimeSpan.FromSeconds(20));
+        await second.WaitForLeaderAsync(TimeSpan.FromSeconds(20));
+        var victim = first["n3"];
+        await victim.KillAsync();
+
+        // n3's data directory belongs to the first cluster; the node is told to join the second one.
+        var ports = FreePorts.Take(2);
+        await using var wrong = ServerProcess.Start("n3", ports[0], ports[1], victim.DataDirectory,
+        [
+            "--node-id", "n3", "--join", second["n1"].BaseAddress.ToString(), "--peer", $"http://127.0.0.1:{ports[1]}",
+            "--http", $"http://127.0.0.1:{ports[0]}", "--data-dir", victim.DataDirectory,
+        ]);
+        var exitCode = await wrong.WaitForExitAsync(TimeSpan.FromSeconds(30));
+
+        exitCode.Should().Be(3, wrong.Tail());
+        wrong.Tail(5).Should().Contain("holds data of cluster").And.Contain("serves cluster");
+    }
+
     private static Task<(HttpStatusCode Status, JsonElement Body)> AddVoterAsync(ServerProcess via, ServerProcess joiner) =>
         LocalCluster.ClusterRequestAsync(via, HttpMethod.Post, "/cluster/members", new
         {
