@@ -22,6 +22,12 @@ public sealed class NodeOptions : IValidatedOptions
     /// </summary>
     public string Join { get; set; } = "";
 
+    /// <summary>
+    /// Mixed into the cluster id at bootstrap (like etcd's --initial-cluster-token): give each cluster its own when two
+    /// clusters are bootstrapped from the same member list, so that their nodes can never talk to each other by mistake.
+    /// </summary>
+    public string ClusterToken { get; set; } = "raftkv";
+
     public string DataDir { get; set; } = "./data";
 
     /// <summary>
@@ -115,6 +121,10 @@ public sealed class NodeOptions : IValidatedOptions
         if (failures.Count == 0 && HttpUrl.Port == PeerUrl.Port)
         {
             failures.Add($"Peer: the peer port {PeerUrl.Port} must differ from the client port in Http");
+        }
+        if (ClusterToken.Length > 256)
+        {
+            failures.Add($"ClusterToken: {ClusterToken.Length} characters; at most 256");
         }
         if (string.IsNullOrWhiteSpace(DataDir))
         {

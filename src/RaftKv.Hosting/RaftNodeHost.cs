@@ -223,7 +223,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             // A fresh directory, or one written before identities were recorded: either way the cluster is the one these
             // members bootstrapped.
-            identity = NodeIdentity.Create(Self, NodeIdentity.ClusterIdOf(bootstrap));
+            identity = NodeIdentity.Create(Self, NodeIdentity.ClusterIdOf(bootstrap, _node.ClusterToken));
             if (!fresh)
             {
                 identity.Write(files); // a fresh directory's is written once the peers agree

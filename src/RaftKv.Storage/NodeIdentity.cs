@@ -23,11 +23,19 @@ public sealed record NodeIdentity(NodeId Node, ulong ClusterId, ulong Incarnatio
     public static bool TryParseId(string? text, out ulong id) =>
         ulong.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out id) && id != 0 && text!.Length == 16;
 
-    /// <summary>A new cluster's id: the same on every member bootstrapped with the same configuration (as etcd derives its own).</summary>
-    public static ulong ClusterIdOf(ClusterConfig bootstrap)
+    /// <summary>
+    /// A new cluster's id: the same on every member bootstrapped with the same configuration and token (as etcd derives
+    /// its own from --initial-cluster and --initial-cluster-token). Two clusters bootstrapped from the same member list
+    /// get different ids only if their tokens differ.
+    /// </summary>
+    public static ulong ClusterIdOf(ClusterConfig bootstrap, string token)
     {
         ArgumentNullException.ThrowIfNull(bootstrap);
-        var id = XxHash64.HashToUInt64(bootstrap.Encode());
+        ArgumentNullException.ThrowIfNull(token);
+        var hash = new XxHash64();
+        hash.Append(bootstrap.Encode());
+        hash.Append(Encoding.UTF8.GetBytes(token));
+        var id = hash.GetCurrentHashAsUInt64();
         return id == 0 ? 1 : id;
     }
 
