@@ -28,6 +28,7 @@ internal sealed class RaftMetrics
     private readonly Gauge _snapshotBytes;
     private readonly Counter.Child[] _proposalsByOutcome; // indexed by ProposalStatus
     private readonly Counter _forwarded;
+    private readonly Counter _peerRefused;
     private readonly Counter _leaderChanges;
     private readonly Counter _snapshotsTaken;
     private readonly Histogram _fsync;
@@ -62,6 +63,8 @@ internal sealed class RaftMetrics
             _proposalsByOutcome[(int)outcome] = proposals.WithLabels(outcome.ToString().ToLowerInvariant());
         }
         _forwarded = Factory.CreateCounter("raftkv_forwarded_requests_total", "Client requests this follower forwarded to the leader.");
+        _peerRefused = Factory.CreateCounter("raftkv_peer_refused_total",
+            "Peer calls and messages refused: another cluster, not a member, a data directory the cluster does not know, a sender that is not who it says, a stale snapshot.");
         _leaderChanges = Factory.CreateCounter("raftkv_leader_changes_total", "Times this node saw the leader change.");
         _snapshotsTaken = Factory.CreateCounter("raftkv_snapshots_total", "Snapshots this node took of its own state.");
         _fsync = Factory.CreateHistogram("raftkv_fsync_seconds", "Time to persist one Ready (write and fsync).",
@@ -100,6 +103,8 @@ internal sealed class RaftMetrics
     public void ProposalOutcome(ProposalStatus status) => _proposalsByOutcome[(int)status].Inc();
 
     public void Forwarded() => _forwarded.Inc();
+
+    public void PeerRefused() => _peerRefused.Inc();
 
     private async Task CollectAsync(CancellationToken cancellationToken)
     {

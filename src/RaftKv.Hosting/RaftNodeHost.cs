@@ -709,14 +709,48 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public PeerCredentials Credentials => new(Identity.ClusterId, Identity.Incarnation);
 
-    public PeerRefusal? Admit(NodeId from, PeerCredentials credentials)
+    public PeerRefusal? Admit(NodeId from, PeerCredentials credentials, PeerCall call)
     {
         if (credentials.ClusterId != Identity.ClusterId)
         {
             return new PeerRefusal(false, $"{from} belongs to cluster {NodeIdentity.FormatId(credentials.ClusterId)}; {Self} to cluster {Identity.ClusterIdText}");
         }
+        var config = Config;
+        if (!config.Members.IsEmpty && !config.Contains(from))
+        {
+            // Any node of the cluster may ask whether it would be heard (a machine about to join); only members are heard.
+            return call == PeerCall.Hello ? null : new PeerRefusal(false, $"{from} is not a member of {Self}'s configuration ({config})");
+        }
         var refusal = _registry!.Admit(from, credentials.Incarnation);
         return refusal is null ? null : new PeerRefusal(true, refusal);
+    }
+
+    public string? AcceptsSnapshot(InstallSnapshot install)
+    {
+        ArgumentNullException.ThrowIfNull(install);
+        var term = Loop.KnownTerm;
+        var leader = Loop.KnownLeader;
+        if (install.Term < term)
+        {
+            return $"a snapshot of term {install.Term.Value} from {install.From}; {Self} is in term {term.Value}";
+        }
+        if (install.Term == term && !leader.IsNone && leader != install.From)
+        {
+            return $"a snapshot from {install.From} in term {term.Value}, whose leader is {leader}";
+        }
+        return null;
+    }
+
+    private int _receivingSnapshot;
+
+    public bool TryStartReceivingSnapshot() => Interlocked.CompareExchange(ref _receivingSnapshot, 1, 0) == 0;
+
+    public void StopReceivingSnapshot() => Interlocked.Exchange(ref _receivingSnapshot, 0);
+
+    public void Refused(NodeId from, string reason)
+    {
+        _metrics.PeerRefused();
+        LogPeerRefused(from, reason);
     }
 
     public void RefusedBy(NodeId peer, string reason)
@@ -743,6 +777,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 309, Level = LogLevel.Warning, Message = "ForceNewCluster: {Node} already is a cluster of itself alone ({Config}); nothing forced. Restart without --force-new-cluster")]
     private partial void LogForcedAlready(NodeId node, ClusterConfig config);
+
+    [LoggerMessage(EventId = 310, Level = LogLevel.Warning, Message = "refused a peer call or message from {From}: {Reason}")]
+    private partial void LogPeerRefused(NodeId from, string reason);
 
     [LoggerMessage(EventId = 307, Level = LogLevel.Critical, Message = "{Node} was refused by {Peer}: {Reason}. This node stops (exit code 3)")]
     private partial void LogRefusedByPeer(NodeId node, NodeId peer, string reason);

@@ -99,8 +99,23 @@ public interface IPeerHost
     /// <summary>What this node says of itself on every call: its cluster and the incarnation of its data directory.</summary>
     PeerCredentials Credentials { get; }
 
-    /// <summary>Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not.</summary>
-    PeerRefusal? Admit(NodeId from, PeerCredentials credentials);
+    /// <summary>
+    /// Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not. Only a
+    /// member of the configuration in force is heard (a node waiting to be added has none and hears its cluster), except
+    /// for <see cref="PeerCall.Hello"/>, which any node of the cluster may make.
+    /// </summary>
+    PeerRefusal? Admit(NodeId from, PeerCredentials credentials, PeerCall call);
+
+    /// <summary>Whether a snapshot from <paramref name="install"/>.From may be stored: null if so, else why not (a term or leader this node does not follow).</summary>
+    string? AcceptsSnapshot(InstallSnapshot install);
+
+    /// <summary>A peer message or call was refused: counted.</summary>
+    void Refused(NodeId from, string reason);
+
+    /// <summary>One snapshot is received at a time: false while another is (the leader tries again later).</summary>
+    bool TryStartReceivingSnapshot();
+
+    void StopReceivingSnapshot();
 
     /// <summary>A peer refused this node for good (its data directory is not the one the cluster knows): the node must stop.</summary>
     void RefusedBy(NodeId peer, string reason);
@@ -132,6 +147,15 @@ public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation
             ? (from, new PeerCredentials(cluster, incarnation))
             : null;
     }
+}
+
+/// <summary>Which peer call asks to be heard.</summary>
+public enum PeerCall
+{
+    Hello,
+    Stream,
+    InstallSnapshot,
+    Forward,
 }
 
 /// <summary>What the peers said to <see cref="GrpcTransport.HelloAsync"/>.</summary>
@@ -585,11 +609,17 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             var buffer = new byte[_transport._options.SnapshotChunkBytes];
             var first = true;
             long sent = 0;
+            var crc = new System.IO.Hashing.Crc32(System.IO.Hashing.Crc32ParameterSet.Crc32C);
             while (true)
             {
                 var read = await FillAsync(source, buffer, stopping).ConfigureAwait(false);
                 var last = read < buffer.Length;
+                crc.Append(buffer.AsSpan(0, read));
                 var chunk = new Proto.SnapshotChunk { Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, read), Last = last };
+                if (last)
+                {
+                    chunk.Crc32C = crc.GetCurrentHashAsUInt32(); // the receiver checks the bytes it stored against it
+                }
                 if (first)
                 {
                     chunk.Message = MessageMapper.ToProto(install);

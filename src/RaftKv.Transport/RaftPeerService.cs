@@ -12,11 +12,11 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
-        Admit(context);
+        var caller = Admit(context, PeerCall.Stream);
         using var closing = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, host.PeerStreamsClosing);
         try
         {
-            await ReceiveAsync(requestStream, closing.Token).ConfigureAwait(false);
+            await ReceiveAsync(requestStream, caller, closing.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (host.PeerStreamsClosing.IsCancellationRequested)
         {
@@ -25,7 +25,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         return new Proto.StreamClosed();
     }
 
-    private async Task ReceiveAsync(IAsyncStreamReader<Proto.MessageBatch> requestStream, CancellationToken cancellationToken)
+    private async Task ReceiveAsync(IAsyncStreamReader<Proto.MessageBatch> requestStream, NodeId caller, CancellationToken cancellationToken)
     {
         await foreach (var batch in requestStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -41,6 +41,12 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                     LogMalformed(proto.From, error.Message);
                     continue;
                 }
+                if (message.From != caller)
+                {
+                    // A stream speaks for the node that opened it, and no other.
+                    host.Refused(caller, $"a message from {message.From} on {caller}'s stream");
+                    continue;
+                }
                 if (message.To == host.Self)
                 {
                     host.Deliver(message);
@@ -53,9 +59,14 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
-        Admit(context); // before a byte of the snapshot is stored
+        var caller = Admit(context, PeerCall.InstallSnapshot); // before a byte of the snapshot is stored
+        if (!host.TryStartReceivingSnapshot())
+        {
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, "another snapshot is being received; the leader retries"));
+        }
         InstallSnapshot? install = null;
         ISnapshotWriter? writer = null;
+        var crc = new System.IO.Hashing.Crc32(System.IO.Hashing.Crc32ParameterSet.Crc32C);
         try
         {
             await foreach (var chunk in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
@@ -66,12 +77,31 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                     {
                         throw new RpcException(new Status(StatusCode.InvalidArgument, "the first snapshot chunk must carry an InstallSnapshot for this node"));
                     }
+                    var refusal = first.From != caller ? $"a snapshot from {first.From} on {caller}'s call" : host.AcceptsSnapshot(first);
+                    if (refusal is not null)
+                    {
+                        host.Refused(caller, refusal);
+                        throw new RpcException(new Status(StatusCode.FailedPrecondition, refusal));
+                    }
                     install = first;
+                    // Written to a temporary file; nothing is visible (or deleted by retention) until it is committed below.
                     writer = host.Snapshots.Create(install.Snapshot);
                 }
+                crc.Append(chunk.Data.Span);
                 await writer!.Stream.WriteAsync(chunk.Data.Memory, context.CancellationToken).ConfigureAwait(false);
                 if (chunk.Last)
                 {
+                    if (crc.GetCurrentHashAsUInt32() != chunk.Crc32C)
+                    {
+                        host.Refused(caller, "a snapshot whose bytes do not match its checksum");
+                        throw new RpcException(new Status(StatusCode.DataLoss, "the snapshot's bytes do not match its checksum; nothing was stored"));
+                    }
+                    // Checked again: the node may have moved to a later term or leader while the bytes travelled.
+                    if (host.AcceptsSnapshot(install) is { } late)
+                    {
+                        host.Refused(caller, late);
+                        throw new RpcException(new Status(StatusCode.FailedPrecondition, late));
+                    }
                     writer.Commit();
                     LogSnapshotReceived(install.From, install.Snapshot.Index.Value);
                     // The bytes are stored: now the node may install them.
@@ -88,6 +118,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         finally
         {
             writer?.Dispose();
+            host.StopReceivingSnapshot();
         }
     }
 
@@ -95,7 +126,12 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
-        Admit(context);
+        var caller = Admit(context, PeerCall.Forward);
+        if (request.From != caller.Value)
+        {
+            host.Refused(caller, $"a request forwarded for n{request.From} on {caller}'s call");
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "a forwarded request speaks for the node that sends it"));
+        }
         var kind = MessageMapper.FromProto(request.Kind)
             ?? throw new RpcException(new Status(StatusCode.InvalidArgument, $"forward kind {request.Kind}: not a kind this node knows; nothing was done"));
         var answer = await host.ExecuteForwardedAsync(new ForwardedRequest(new NodeId(request.From), kind, request.Command.Memory), context.CancellationToken)
@@ -106,26 +142,25 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     public override Task<Proto.HelloReply> Hello(Proto.HelloRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Admit(context);
+        Admit(context, PeerCall.Hello);
         return Task.FromResult(new Proto.HelloReply());
     }
 
     /// <summary>Hears only peers of this cluster whose data directory is the one it knows; anything else is refused before it is read.</summary>
-    private void Admit(ServerCallContext context)
+    private NodeId Admit(ServerCallContext context, PeerCall call)
     {
         if (PeerCredentials.FromHeaders(context.RequestHeaders) is not { } caller)
         {
+            host.Refused(NodeId.None, "a call without credentials");
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "a peer call must carry the cluster id, the sender and its incarnation"));
         }
-        if (host.Admit(caller.From, caller.Credentials) is { } refusal)
+        if (host.Admit(caller.From, caller.Credentials, call) is { } refusal)
         {
-            LogRefused(caller.From, refusal.Reason);
+            host.Refused(caller.From, refusal.Reason);
             throw new RpcException(new Status(refusal.StatusCode, refusal.Reason));
         }
+        return caller.From;
     }
-
-    [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "refused a call from {From}: {Reason}")]
-    private partial void LogRefused(NodeId from, string reason);
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]
     private partial void LogMalformed(ulong from, string reason);
