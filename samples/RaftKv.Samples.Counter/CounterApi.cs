@@ -13,7 +13,7 @@ public static class CounterApi
     {
         ArgumentNullException.ThrowIfNull(app);
         var counter = app.MapClientGroup("/counter");
-        counter.MapPost("/add", AddAsync);
+        counter.MapPost("/add", AddAsync).RequireRaftRole(RaftRole.Write);
         counter.MapGet("", ReadAsync);
         return app;
     }

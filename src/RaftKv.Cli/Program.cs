@@ -24,6 +24,12 @@ var output = new Option<string>("--output", "-o")
     DefaultValueFactory = _ => "table",
 };
 output.AcceptOnlyFromAmong("table", "json");
+var token = new Option<string?>("--token")
+{
+    Description = "Bearer token for a cluster with client tokens on (default: $RAFTKV_TOKEN); never printed",
+    Recursive = true,
+    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("RAFTKV_TOKEN"),
+};
 
 var root = new RootCommand($"""
     raft-cli: talk to a RaftKv cluster.
@@ -41,8 +47,9 @@ var root = new RootCommand($"""
 root.Options.Add(endpoints);
 root.Options.Add(timeout);
 root.Options.Add(output);
+root.Options.Add(token);
 
-var context = new CliContext(endpoints, timeout, output);
+var context = new CliContext(endpoints, timeout, output, token);
 root.Subcommands.Add(KvCommands.Set(context));
 root.Subcommands.Add(KvCommands.Get(context));
 root.Subcommands.Add(KvCommands.Delete(context));
@@ -52,6 +59,7 @@ root.Subcommands.Add(ClusterCommands.Health(context));
 root.Subcommands.Add(MemberCommands.Member(context));
 root.Subcommands.Add(MemberCommands.Leader(context));
 root.Subcommands.Add(SnapshotCommands.Create(context));
+root.Subcommands.Add(TokenCommands.Create(context));
 root.Subcommands.Add(BenchmarkCommand.Create(context));
 
 var parsed = root.Parse(args);
@@ -83,7 +91,7 @@ catch (Exception error) when (error is not OutOfMemoryException)
 namespace RaftKv.Cli
 {
     /// <summary>The global options every command reads, and how a command turns them into a client.</summary>
-    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output)
+    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output, Option<string?> token)
     {
         public bool Json(ParseResult result) => result.GetValue(output) == "json";
 
@@ -116,6 +124,7 @@ namespace RaftKv.Cli
             return new RaftKvClientOptions
             {
                 Endpoints = Endpoints(result),
+                Token = string.IsNullOrEmpty(result.GetValue(token)) ? null : result.GetValue(token),
                 Timeout = TimeSpan.FromSeconds(seconds),
                 AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
             };

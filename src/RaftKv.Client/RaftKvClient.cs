@@ -27,6 +27,9 @@ public sealed record RaftKvClientOptions
     /// <summary>This client's session id; one is made up if none is given. Use one id per writer.</summary>
     public string? ClientId { get; init; }
 
+    /// <summary>A bearer token (for a cluster with client tokens on); sent with every request, never logged.</summary>
+    public string? Token { get; init; }
+
     /// <summary>The sequence number of this client's next write (for a client that resumes a session it saved).</summary>
     public ulong NextSequence { get; init; } = 1;
 }
@@ -72,6 +75,10 @@ public sealed class RaftKvClient : IDisposable
             ? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), ConnectTimeout = TimeSpan.FromSeconds(2) })
             : new HttpClient(handler, disposeHandler: false);
         _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // each attempt has its own timeout
+        if (options.Token is { } token)
+        {
+            _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
         ClientId = options.ClientId ?? "client-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
         if (options.NextSequence == 0)
         {
@@ -179,7 +186,7 @@ public sealed class RaftKvClient : IDisposable
                 {
                     case 200 or 409:
                         return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
-                    case 400 or 413:
+                    case 400 or 401 or 403 or 413:
                         var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
                         throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
                     case 503 or 504:
@@ -329,7 +336,12 @@ public sealed class RaftKvClient : IDisposable
                     await response.Content.CopyToAsync(destination, overall.Token).ConfigureAwait(false);
                     return endpoint;
                 }
-                lastProblem = (await ReadProblemAsync(response, overall.Token).ConfigureAwait(false))?.Detail ?? $"{endpoint} answered {(int)response.StatusCode}";
+                var problem = await ReadProblemAsync(response, overall.Token).ConfigureAwait(false);
+                lastProblem = problem?.Detail ?? $"{endpoint} answered {(int)response.StatusCode}";
+                if ((int)response.StatusCode is 401 or 403)
+                {
+                    throw new InvalidRequestException(lastProblem, (int)response.StatusCode, problem?.Field);
+                }
                 Forget(endpoint);
             }
             catch (HttpRequestException error)
@@ -386,7 +398,7 @@ public sealed class RaftKvClient : IDisposable
                 var detail = problem?.Detail ?? $"{endpoint} answered {status} {response.ReasonPhrase}";
                 switch (status)
                 {
-                    case 400 or 404 or 413:
+                    case 400 or 401 or 403 or 404 or 413:
                         throw new InvalidRequestException(detail, status, problem?.Field);
                     case 409:
                         throw new ConflictException(detail);

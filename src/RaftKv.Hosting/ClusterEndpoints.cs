@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using RaftKv.Contracts;
 using RaftKv.RaftCore;
 using ClusterResult = Microsoft.AspNetCore.Http.HttpResults.Results<
@@ -30,11 +31,14 @@ internal static class ClusterEndpoints
         Func<HttpContext, Task<ClusterResult>> list = http => ListAsync(http, node);
         Func<HttpContext, Task<ClusterResult>> add = http => AddAsync(http, node, maxBodyBytes);
         Func<HttpContext, Task<LeaderResult>> transfer = http => TransferAsync(http, node, maxBodyBytes);
-        client.MapGet("/cluster/members", list);
-        client.MapPost("/cluster/members", add);
-        client.MapPost("/cluster/members/{id}/promote", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Promote, id));
-        client.MapDelete("/cluster/members/{id}", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Remove, id));
-        client.MapPost("/cluster/leader", transfer);
+        client.MapGet("/cluster/members", list).RequireRaftRole(RaftRole.Read);
+        client.MapPost("/cluster/members", add).RequireRaftRole(RaftRole.Admin);
+        client.MapPost("/cluster/members/{id}/promote", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Promote, id))
+            .RequireRaftRole(RaftRole.Admin);
+        client.MapDelete("/cluster/members/{id}", (HttpContext http, string id) => ChangeAsync(http, node, ConfChangeKind.Remove, id))
+            .RequireRaftRole(RaftRole.Admin);
+        client.MapPost("/cluster/leader", transfer).RequireRaftRole(RaftRole.Admin);
+        // Not a route handler (it writes the response itself): the role is checked inside.
         client.MapGet("/cluster/snapshot", (HttpContext http) => SnapshotAsync(http, node));
     }
 
@@ -132,6 +136,11 @@ internal static class ClusterEndpoints
     /// </summary>
     private static async Task SnapshotAsync(HttpContext http, RaftNodeHost node)
     {
+        if (http.RequestServices.GetRequiredService<RaftAccess>().Check(http, RaftRole.Admin) is { } denied)
+        {
+            await WriteProblemAsync(http, RaftAccess.Problem(denied)).ConfigureAwait(false);
+            return;
+        }
         var stale = http.Request.Query["consistency"] == "stale";
         if (node.Config.Members.IsEmpty)
         {

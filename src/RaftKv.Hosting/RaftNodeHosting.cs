@@ -80,6 +80,7 @@ public static class RaftNodeHosting
         node.AddSettings<NodeLoopOptions>("Loop");
         node.AddSettings<StorageOptions>("Storage");
         node.AddSettings<TransportOptions>("Transport");
+        node.AddSettings<AuthOptions>("Auth");
         node.Services.AddSingleton<IValidateOptions<TransportOptions>, EntryFitsMessageValidator>();
         configure(node);
         if (!node.HasStateMachine)
@@ -114,6 +115,7 @@ public static class RaftNodeHosting
         });
         services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         services.AddSingleton<RaftMetrics>();
+        services.AddSingleton<RaftAccess>();
         services.AddSingleton<RaftNodeHost>();
         services.AddSingleton<IRaftNode>(provider => provider.GetRequiredService<RaftNodeHost>());
         services.AddSingleton<IPeerHost>(provider => provider.GetRequiredService<RaftNodeHost>());
@@ -163,8 +165,26 @@ public static class RaftNodeHosting
         var options = app.Services.GetRequiredService<IOptions<NodeOptions>>().Value;
         var metrics = app.Services.GetRequiredService<RaftMetrics>();
         app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
-        var client = app.MapClientGroup();
-        client.MapGet("/status", StatusEndpoint.GetAsync);
+        var access = app.Services.GetRequiredService<RaftAccess>();
+        if (!access.Options.OpenMetrics)
+        {
+            // /metrics is not a route handler, so endpoint filters do not run for it: checked here instead.
+            app.UseWhen(http => http.Request.Path.StartsWithSegments("/metrics"), branch => branch.Use(async (http, next) =>
+            {
+                if (access.Check(http, RaftRole.Read) is { } problem)
+                {
+                    await RaftAccess.Problem(problem).ExecuteAsync(http).ConfigureAwait(false);
+                    return;
+                }
+                await next(http).ConfigureAwait(false);
+            }));
+        }
+        var client = ClientGroup(app, "");
+        var status = client.MapGet("/status", StatusEndpoint.GetAsync);
+        if (!access.Options.OpenStatus)
+        {
+            status.RequireRaftRole(RaftRole.Read);
+        }
         client.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapMetrics("/metrics", metrics.Registry);
@@ -177,8 +197,15 @@ public static class RaftNodeHosting
         return app;
     }
 
-    /// <summary>A route group served on the client port only (the peer port serves peers alone).</summary>
-    public static RouteGroupBuilder MapClientGroup(this IEndpointRouteBuilder endpoints, string prefix = "")
+    /// <summary>
+    /// A route group served on the client port only (the peer port serves peers alone). With client tokens on
+    /// (RaftKv:Auth:TokensFile), every route in it needs at least <see cref="RaftRole.Read"/>; a route that changes
+    /// something adds <c>.RequireRaftRole(RaftRole.Write)</c> (or checks <see cref="RaftAccess"/> itself).
+    /// </summary>
+    public static RouteGroupBuilder MapClientGroup(this IEndpointRouteBuilder endpoints, string prefix = "") =>
+        ClientGroup(endpoints, prefix).RequireRaftRole(RaftRole.Read);
+
+    private static RouteGroupBuilder ClientGroup(IEndpointRouteBuilder endpoints, string prefix)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         var group = endpoints.MapGroup(prefix);

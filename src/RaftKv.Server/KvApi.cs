@@ -38,9 +38,10 @@ public static class KvApi
         ArgumentNullException.ThrowIfNull(app);
         // Resolved once, when the routes are mapped (settings are validated by then): nothing is looked up per request.
         var node = app.Services.GetRequiredService<IRaftNode>();
+        var access = app.Services.GetRequiredService<RaftAccess>();
         var limits = new KvLimits(app.Services.GetRequiredService<IOptions<KvOptions>>().Value,
-            app.Services.GetRequiredService<IOptions<NodeOptions>>().Value.MaxRequestBodyBytes);
-        var kv = app.MapClientGroup();
+            app.Services.GetRequiredService<IOptions<NodeOptions>>().Value.MaxRequestBodyBytes, access);
+        var kv = app.MapClientGroup(); // every route needs a read token (when tokens are on); writes need write, checked per command
         Func<HttpContext, Task<KvHttpResult>> command = http => CommandAsync(http, node, limits); // a route handler, not a RequestDelegate
         kv.MapPost("/command", command);
         kv.MapGet("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Get, key, node, limits));
@@ -49,8 +50,8 @@ public static class KvApi
         return app;
     }
 
-    /// <summary>The bounds a KV request is checked against: the KV settings and the largest body the node reads.</summary>
-    private sealed record KvLimits(KvOptions Kv, long BodyBytes);
+    /// <summary>The bounds a KV request is checked against: the KV settings, the largest body the node reads, and who may write.</summary>
+    private sealed record KvLimits(KvOptions Kv, long BodyBytes, RaftAccess Access);
 
     private static async Task<KvHttpResult> CommandAsync(HttpContext http, IRaftNode node, KvLimits limits)
     {
@@ -80,7 +81,7 @@ public static class KvApi
         {
             return Problem(KvRequests.Problem(400, "body", "the body must be a JSON object"));
         }
-        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, rest: false).ConfigureAwait(false);
+        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, limits.Access, rest: false).ConfigureAwait(false);
     }
 
     private static async Task<KvHttpResult> KeyAsync(HttpContext http, KvOperation operation, string key, IRaftNode node, KvLimits limits)
@@ -117,17 +118,21 @@ public static class KvApi
                 return Problem(KvRequests.Problem(400, "value", "the value must be UTF-8 text"));
             }
         }
-        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, rest: true).ConfigureAwait(false);
+        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, limits.Access, rest: true).ConfigureAwait(false);
     }
 
     /// <summary>A valid request is run on the cluster; an invalid one is answered with its problem and changes nothing.</summary>
-    private static async Task<KvHttpResult> ExecuteAsync(HttpContext http, KvRequest request, IRaftNode node, bool rest)
+    private static async Task<KvHttpResult> ExecuteAsync(HttpContext http, KvRequest request, IRaftNode node, RaftAccess access, bool rest)
     {
         if (request.Problem is { } problem)
         {
             return Problem(problem);
         }
         var command = request.Command!;
+        if (command.IsWrite && access.Check(http, RaftRole.Write) is { } denied)
+        {
+            return Problem(denied);
+        }
         var encoded = command.Encode();
         var answer = command.IsWrite
             ? await node.ProposeAsync(encoded, http.RequestAborted).ConfigureAwait(false)
