@@ -24,6 +24,12 @@ var output = new Option<string>("--output", "-o")
     DefaultValueFactory = _ => "table",
 };
 output.AcceptOnlyFromAmong("table", "json");
+var cacert = new Option<FileInfo?>("--cacert")
+{
+    Description = "The cluster CA (PEM) that https:// endpoints' certificates must chain to (default: $RAFTKV_CACERT)",
+    Recursive = true,
+    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("RAFTKV_CACERT") is { Length: > 0 } path ? new FileInfo(path) : null,
+};
 var token = new Option<string?>("--token")
 {
     Description = "Bearer token for a cluster with client tokens on (default: $RAFTKV_TOKEN); never printed",
@@ -48,8 +54,9 @@ root.Options.Add(endpoints);
 root.Options.Add(timeout);
 root.Options.Add(output);
 root.Options.Add(token);
+root.Options.Add(cacert);
 
-var context = new CliContext(endpoints, timeout, output, token);
+var context = new CliContext(endpoints, timeout, output, token, cacert);
 root.Subcommands.Add(KvCommands.Set(context));
 root.Subcommands.Add(KvCommands.Get(context));
 root.Subcommands.Add(KvCommands.Delete(context));
@@ -60,6 +67,7 @@ root.Subcommands.Add(MemberCommands.Member(context));
 root.Subcommands.Add(MemberCommands.Leader(context));
 root.Subcommands.Add(SnapshotCommands.Create(context));
 root.Subcommands.Add(TokenCommands.Create(context));
+root.Subcommands.Add(CertCommands.Create());
 root.Subcommands.Add(BenchmarkCommand.Create(context));
 
 var parsed = root.Parse(args);
@@ -91,7 +99,7 @@ catch (Exception error) when (error is not OutOfMemoryException)
 namespace RaftKv.Cli
 {
     /// <summary>The global options every command reads, and how a command turns them into a client.</summary>
-    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output, Option<string?> token)
+    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output, Option<string?> token, Option<FileInfo?> cacert)
     {
         public bool Json(ParseResult result) => result.GetValue(output) == "json";
 
@@ -125,6 +133,9 @@ namespace RaftKv.Cli
             {
                 Endpoints = Endpoints(result),
                 Token = string.IsNullOrEmpty(result.GetValue(token)) ? null : result.GetValue(token),
+                TrustedCa = result.GetValue(cacert) is { } ca
+                    ? (ca.Exists ? RaftKv.Contracts.TlsTrust.LoadCa(ca.FullName) : throw new UsageException($"--cacert: {ca.FullName} does not exist"))
+                    : null,
                 Timeout = TimeSpan.FromSeconds(seconds),
                 AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
             };

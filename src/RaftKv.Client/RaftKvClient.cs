@@ -27,6 +27,9 @@ public sealed record RaftKvClientOptions
     /// <summary>This client's session id; one is made up if none is given. Use one id per writer.</summary>
     public string? ClientId { get; init; }
 
+    /// <summary>The cluster CA (for https:// endpoints): a node's certificate must chain to it. Null: the machine's trust store.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2Collection? TrustedCa { get; init; }
+
     /// <summary>A bearer token (for a cluster with client tokens on); sent with every request, never logged.</summary>
     public string? Token { get; init; }
 
@@ -72,7 +75,14 @@ public sealed class RaftKvClient : IDisposable
             _commandUris[endpoint] = new Uri(endpoint, CommandPath);
         }
         _http = handler is null
-            ? new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), ConnectTimeout = TimeSpan.FromSeconds(2) })
+            ? new HttpClient(new SocketsHttpHandler
+            {
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                ConnectTimeout = TimeSpan.FromSeconds(2),
+                SslOptions = options.TrustedCa is { } ca
+                    ? new System.Net.Security.SslClientAuthenticationOptions { RemoteCertificateValidationCallback = TlsTrust.ServerValidator(ca) }
+                    : new System.Net.Security.SslClientAuthenticationOptions(),
+            })
             : new HttpClient(handler, disposeHandler: false);
         _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // each attempt has its own timeout
         if (options.Token is { } token)

@@ -57,9 +57,15 @@ internal static class JoinClient
     /// <summary>How long a joining node keeps asking a member that does not answer, before it gives up (exit code 2).</summary>
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
-    public static async Task<JoinInfo> FetchMembersAsync(Uri member, NodeId self, CancellationToken cancellationToken)
+    public static async Task<JoinInfo> FetchMembersAsync(Uri member, NodeId self, System.Security.Cryptography.X509Certificates.X509Certificate2Collection? ca,
+        CancellationToken cancellationToken)
     {
-        using var http = new HttpClient { BaseAddress = member, Timeout = TimeSpan.FromSeconds(5) };
+        var handler = new SocketsHttpHandler();
+        if (ca is not null)
+        {
+            handler.SslOptions.RemoteCertificateValidationCallback = TlsTrust.ServerValidator(ca);
+        }
+        using var http = new HttpClient(handler) { BaseAddress = member, Timeout = TimeSpan.FromSeconds(5) };
         var deadline = DateTime.UtcNow + Patience;
         while (true)
         {

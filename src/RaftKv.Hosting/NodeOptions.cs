@@ -108,11 +108,11 @@ public sealed class NodeOptions : IValidatedOptions
         }
         if (!IsListenUrl(Http))
         {
-            failures.Add($"Http: '{Http}' is not an http:// URL with a port and an address to listen on (an IP address or localhost)");
+            failures.Add($"Http: '{Http}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address or localhost)");
         }
         if (!string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(Peer))
         {
-            failures.Add($"Peer: '{Peer}' is not an http:// URL with a port and an address to listen on (an IP address or localhost)");
+            failures.Add($"Peer: '{Peer}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address or localhost)");
         }
         if (failures.Count == 0 && string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(PeerUrl.ToString()))
         {
@@ -188,7 +188,8 @@ public sealed class NodeOptions : IValidatedOptions
     }
 
     private static bool IsHttpUrl(string text) =>
-        Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsDefaultPort && uri.AbsolutePath == "/";
+        Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+        && !uri.IsDefaultPort && uri.AbsolutePath == "/";
 
     /// <summary>An http:// URL this node can listen on: an IP address, localhost, or 0.0.0.0 / * / + for every address.</summary>
     private static bool IsListenUrl(string text) =>

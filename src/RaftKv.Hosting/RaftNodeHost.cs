@@ -3,6 +3,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using RaftKv.Contracts;
 using RaftKv.Node;
 using RaftKv.RaftCore;
 using RaftKv.Storage;
@@ -23,6 +24,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     private readonly NodeLoopOptions _loop;
     private readonly StorageOptions _storage;
     private readonly TransportOptions _transportOptions;
+    private readonly TlsOptions _tls;
     private readonly ILogger<RaftNodeHost> _logger;
     private readonly ILoggerFactory _loggers;
     private readonly RaftMetrics _metrics;
@@ -43,6 +45,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         IOptions<NodeLoopOptions> loop,
         IOptions<StorageOptions> storage,
         IOptions<TransportOptions> transport,
+        IOptions<TlsOptions> tls,
         IStateMachine stateMachine,
         ILoggerFactory loggers,
         RaftMetrics metrics,
@@ -54,6 +57,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _loop = loop.Value;
         _storage = storage.Value;
         _transportOptions = transport.Value;
+        _tls = tls.Value;
         _maxCommandBytes = MaxCommandBytes(_storage);
         StateMachine = stateMachine;
         _loggers = loggers;
@@ -134,7 +138,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         _identity = identity;
         _registry = new PeerRegistry(files);
         _peers = seeds;
-        _transport = new GrpcTransport(this, seeds, _transportOptions, _loggers.CreateLogger<GrpcTransport>());
+        _transport = new GrpcTransport(this, seeds, _transportOptions, _loggers.CreateLogger<GrpcTransport>(), PeerTlsOrNone());
         if (fresh)
         {
             // Before anything is written: a fresh data directory under an id that a peer heard from with another one is a
@@ -208,7 +212,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         var joining = !string.IsNullOrWhiteSpace(_node.Join);
         if (joining && (fresh || identity is not null))
         {
-            var members = await JoinClient.FetchMembersAsync(new Uri(_node.Join), Self, cancellationToken).ConfigureAwait(false);
+            var members = await JoinClient.FetchMembersAsync(new Uri(_node.Join), Self, _tls.Enabled ? TlsTrust.LoadCa(_tls.CaFile) : null, cancellationToken)
+                .ConfigureAwait(false);
             if (identity is not null && identity.ClusterId != members.ClusterId)
             {
                 throw new StorageException($"{directory} holds data of cluster {identity.ClusterIdText}, but {_node.Join} serves cluster {NodeIdentity.FormatId(members.ClusterId)}");
@@ -706,6 +711,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     }
 
     // ---------------------------------------------------------------- IPeerHost: who may talk to this node
+
+    public bool PeerCertificatesRequired => _tls.Enabled;
+
+    private PeerTls? PeerTlsOrNone() => _tls.Enabled ? new PeerTls(_tls.LoadCertificate(), TlsTrust.LoadCa(_tls.CaFile)) : null;
 
     public PeerCredentials Credentials => new(Identity.ClusterId, Identity.Incarnation);
 

@@ -1,13 +1,16 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Prometheus;
+using RaftKv.Contracts;
 using RaftKv.Node;
 using RaftKv.RaftCore;
 using RaftKv.Storage;
@@ -81,6 +84,8 @@ public static class RaftNodeHosting
         node.AddSettings<StorageOptions>("Storage");
         node.AddSettings<TransportOptions>("Transport");
         node.AddSettings<AuthOptions>("Auth");
+        node.AddSettings<TlsOptions>("Tls");
+        node.Services.AddSingleton<IValidateOptions<NodeOptions>, SchemesMatchTlsValidator>();
         node.Services.AddSingleton<IValidateOptions<TransportOptions>, EntryFitsMessageValidator>();
         configure(node);
         if (!node.HasStateMachine)
@@ -128,12 +133,14 @@ public static class RaftNodeHosting
             grpc.MaxSendMessageSize = transport.Value.MaxMessageBytes;
         });
         services.AddHealthChecks().AddCheck<ReadinessCheck>("raft", tags: ["ready"]);
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<NodeOptions>>((kestrel, options) =>
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<NodeOptions>, IOptions<TlsOptions>>((kestrel, options, tlsOptions) =>
         {
             NodeOptions settings;
+            TlsOptions tls;
             try
             {
                 settings = options.Value; // Kestrel reads its options while the app is built, before anything is validated
+                tls = tlsOptions.Value;
             }
             catch (OptionsValidationException)
             {
@@ -141,9 +148,23 @@ public static class RaftNodeHosting
             }
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = settings.MaxRequestBodyBytes;
-            // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
-            Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1);
-            Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2);
+            if (!tls.Enabled)
+            {
+                // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
+                Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1, https: null);
+                Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2, https: null);
+                return;
+            }
+            var certificate = tls.LoadCertificate();
+            var ca = TlsTrust.LoadCa(tls.CaFile);
+            Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1AndHttp2, new HttpsConnectionAdapterOptions { ServerCertificate = certificate });
+            // Peers: mutual TLS. Only certificates of the cluster CA get a connection; which member it is, the peer service checks.
+            Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2, new HttpsConnectionAdapterOptions
+            {
+                ServerCertificate = certificate,
+                ClientCertificateMode = ClientCertificateMode.RequireCertificate,
+                ClientCertificateValidation = (client, _, _) => TlsTrust.IsSignedBy(client, ca),
+            });
         });
         return node;
     }
@@ -267,19 +288,27 @@ public static class RaftNodeHosting
         _ => [],
     };
 
-    private static void Listen(KestrelServerOptions kestrel, Uri url, HttpProtocols protocols)
+    private static void Listen(KestrelServerOptions kestrel, Uri url, HttpProtocols protocols, HttpsConnectionAdapterOptions? https)
     {
+        void Configure(ListenOptions listen)
+        {
+            listen.Protocols = protocols;
+            if (https is not null)
+            {
+                listen.UseHttps(https);
+            }
+        }
         if (url.Host is "localhost")
         {
-            kestrel.ListenLocalhost(url.Port, listen => listen.Protocols = protocols);
+            kestrel.ListenLocalhost(url.Port, Configure);
         }
         else if (url.Host is "0.0.0.0" or "*" or "+")
         {
-            kestrel.ListenAnyIP(url.Port, listen => listen.Protocols = protocols);
+            kestrel.ListenAnyIP(url.Port, Configure);
         }
         else
         {
-            kestrel.Listen(IPAddress.Parse(url.DnsSafeHost), url.Port, listen => listen.Protocols = protocols);
+            kestrel.Listen(IPAddress.Parse(url.DnsSafeHost), url.Port, Configure);
         }
     }
 }

@@ -117,9 +117,16 @@ public interface IPeerHost
 
     void StopReceivingSnapshot();
 
+    /// <summary>Peers must show a certificate of the cluster CA naming the node they speak for (mutual TLS on).</summary>
+    bool PeerCertificatesRequired { get; }
+
     /// <summary>A peer refused this node for good (its data directory is not the one the cluster knows): the node must stop.</summary>
     void RefusedBy(NodeId peer, string reason);
 }
+
+/// <summary>Mutual TLS between peers: this node's certificate (its common name is its node id) and the cluster CA.</summary>
+public sealed record PeerTls(System.Security.Cryptography.X509Certificates.X509Certificate2 Certificate,
+    System.Security.Cryptography.X509Certificates.X509Certificate2Collection Ca);
 
 /// <summary>A node's cluster id and the incarnation of its data directory, sent as headers with every peer call.</summary>
 public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation)
@@ -198,8 +205,11 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         System.Collections.Immutable.ImmutableSortedDictionary<NodeId, PeerSender>.Empty;
     private bool _started;
 
-    public GrpcTransport(IPeerHost host, IReadOnlyDictionary<NodeId, Uri> peers, TransportOptions options, ILogger logger)
+    private readonly PeerTls? _tls;
+
+    public GrpcTransport(IPeerHost host, IReadOnlyDictionary<NodeId, Uri> peers, TransportOptions options, ILogger logger, PeerTls? tls = null)
     {
+        _tls = tls;
         _host = host ?? throw new ArgumentNullException(nameof(host));
         ArgumentNullException.ThrowIfNull(peers);
         _options = options ?? throw new ArgumentNullException(nameof(options));
@@ -449,6 +459,13 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                     KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                     ConnectTimeout = TimeSpan.FromMilliseconds(transport._options.ConnectTimeoutMs),
                     PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+                    SslOptions = transport._tls is { } tls
+                        ? new System.Net.Security.SslClientAuthenticationOptions
+                        {
+                            ClientCertificates = [tls.Certificate],
+                            RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(tls.Ca),
+                        }
+                        : new System.Net.Security.SslClientAuthenticationOptions(),
                 },
             });
             Client = new Proto.RaftPeer.RaftPeerClient(_channel);

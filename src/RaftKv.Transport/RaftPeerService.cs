@@ -154,6 +154,14 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
             host.Refused(NodeId.None, "a call without credentials");
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "a peer call must carry the cluster id, the sender and its incarnation"));
         }
+        if (host.PeerCertificatesRequired
+            && RaftKv.Contracts.TlsTrust.CommonName(context.GetHttpContext().Connection.ClientCertificate) is var name && name != caller.From.ToString())
+        {
+            // TLS proved which member is calling; the call must speak for that member and no other.
+            var reason = $"the caller's certificate names {name ?? "nobody"}; the call speaks for {caller.From}";
+            host.Refused(caller.From, reason);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, reason));
+        }
         if (host.Admit(caller.From, caller.Credentials, call) is { } refusal)
         {
             host.Refused(caller.From, refusal.Reason);

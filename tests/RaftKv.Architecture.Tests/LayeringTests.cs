@@ -17,7 +17,8 @@ public sealed class LayeringTests(ITestOutputHelper output)
     {
         ["RaftKv.RaftCore"] = ([], false, "the protocol core is pure: the base library only"),
         ["RaftKv.Storage"] = (["RaftKv.RaftCore"], false, "storage implements the core's log and snapshot interfaces"),
-        ["RaftKv.Transport"] = (["RaftKv.RaftCore"], true, "the peer transport maps the core's messages to gRPC"),
+        ["RaftKv.Transport"] = (["RaftKv.RaftCore", "RaftKv.Contracts"], true,
+            "the peer transport maps the core's messages to gRPC, and trusts peers' certificates as clients trust nodes (TlsTrust)"),
         ["RaftKv.Node"] = (["RaftKv.RaftCore"], false, "the node loop drives the core through its interfaces"),
         ["RaftKv.StateMachine"] = (["RaftKv.RaftCore"], false, "the KV state machine implements the core's IStateMachine"),
         ["RaftKv.Contracts"] = ([], false, "the wire shapes depend on nothing"),

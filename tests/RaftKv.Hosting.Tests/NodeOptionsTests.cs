@@ -19,7 +19,8 @@ public sealed class NodeOptionsTests
     [InlineData("http://node1:8080", false)]
     [InlineData("http://127.0.0.1", false)]
     [InlineData("http://127.0.0.1:8080/kv", false)]
-    [InlineData("https://127.0.0.1:8080", false)]
+    [InlineData("https://127.0.0.1:8080", true)] // whether https fits is RaftKv:Tls's question (SchemesMatchTlsValidator)
+    [InlineData("ftp://127.0.0.1:8080", false)]
     public void The_client_url_must_be_an_address_this_node_can_listen_on(string http, bool valid)
     {
         var failures = new NodeOptions { Http = http }.Validate();
@@ -65,5 +66,19 @@ public sealed class NodeOptionsTests
         var failures = new NodeOptions { Peers = peers }.Validate();
 
         failures.Should().ContainSingle().Which.Should().StartWith("Peers:").And.Contain("lists no member");
+    }
+
+    [Theory]
+    [InlineData("https://127.0.0.1:8080", false, "RaftKv:Node:Http: 'https://127.0.0.1:8080' must be http:// without TLS")]
+    [InlineData("http://127.0.0.1:8080", true, "RaftKv:Node:Http: 'http://127.0.0.1:8080' must be https:// with TLS on")]
+    public void Every_url_is_https_with_tls_and_http_without(string http, bool tls, string failure)
+    {
+        var options = new TlsOptions { CertFile = tls ? "n1.pem" : "", KeyFile = tls ? "n1-key.pem" : "", CaFile = tls ? "ca.pem" : "" };
+        var validator = new SchemesMatchTlsValidator(Microsoft.Extensions.Options.Options.Create(options));
+
+        var result = validator.Validate(null, new NodeOptions { Http = http, Peer = tls ? "https://127.0.0.1:9080" : "http://127.0.0.1:9080" });
+
+        result.Failed.Should().BeTrue();
+        result.Failures.Should().ContainSingle().Which.Should().StartWith(failure);
     }
 }

@@ -70,13 +70,13 @@ public sealed partial class ServerProcess : IAsyncDisposable
         }
         Client = new HttpClient(placement.Handler(), disposeHandler: true)
         {
-            BaseAddress = new Uri($"http://{placement.Host}:{httpPort}"),
+            BaseAddress = new Uri($"{placement.Scheme}://{placement.Host}:{httpPort}"),
             Timeout = TimeSpan.FromSeconds(10),
         };
     }
 
     /// <summary>Where a process runs: loopback, or a node namespace of a <see cref="Faults.NetworkLab"/>.</summary>
-    public sealed record Placement(string Host, IReadOnlyList<string> Launcher, Func<HttpMessageHandler> Handler)
+    public sealed record Placement(string Host, IReadOnlyList<string> Launcher, Func<HttpMessageHandler> Handler, string Scheme = "http")
     {
         public static Placement Loopback { get; } = new("127.0.0.1", [], () => new SocketsHttpHandler());
     }
