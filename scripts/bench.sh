@@ -7,7 +7,8 @@
 #   scripts/bench.sh [seconds-per-run] [repeats]
 # RAFTKV_SERVER_TREE=<another checkout> runs that checkout's server under this checkout's raft-cli: two versions of the
 # server, driven by the same tool, compared in one sitting (run the two alternately). RAFTKV_BENCH_LOADS picks the loads
-# (";"-separated benchmark options, e.g. "--clients 64 --read-ratio 0.9").
+# (";"-separated benchmark options, e.g. "--clients 64 --read-ratio 0.9"). RAFTKV_BENCH_TLS=1 runs the cluster with TLS on
+# both ports and a write token (scripts/cluster.sh --tls); raft-cli then speaks HTTPS with the token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,14 +16,20 @@ seconds="${1:-15}"
 repeats="${2:-3}"
 tree="$(cd "${RAFTKV_SERVER_TREE:-.}" && pwd)"
 export RAFTKV_CLUSTER_DIR="${RAFTKV_CLUSTER_DIR:-$(mktemp -d)/cluster}"
-export RAFTKV_ENDPOINTS="http://127.0.0.1:${RAFTKV_CLUSTER_PORT:-8081},http://127.0.0.1:$((${RAFTKV_CLUSTER_PORT:-8081} + 1)),http://127.0.0.1:$((${RAFTKV_CLUSTER_PORT:-8081} + 2))"
+scheme=http
+[ "${RAFTKV_BENCH_TLS:-0}" = "1" ] && scheme=https
+export RAFTKV_CLUSTER_TLS="${RAFTKV_BENCH_TLS:-0}"
+export RAFTKV_ENDPOINTS="$scheme://127.0.0.1:${RAFTKV_CLUSTER_PORT:-8081},$scheme://127.0.0.1:$((${RAFTKV_CLUSTER_PORT:-8081} + 1)),$scheme://127.0.0.1:$((${RAFTKV_CLUSTER_PORT:-8081} + 2))"
 
 dotnet build -c Release "$tree/src/RaftKv.Server" -v quiet -nologo >/dev/null
 dotnet build -c Release src/RaftKv.Cli -v quiet -nologo >/dev/null
 cli=(dotnet exec src/RaftKv.Cli/bin/Release/net10.0/raft-cli.dll)
 RAFTKV_CLUSTER_SKIP_BUILD=1 "$tree/scripts/cluster.sh" start
+if [ "$scheme" = https ]; then
+  export RAFTKV_CACERT="$RAFTKV_CLUSTER_DIR/certs/ca.pem" RAFTKV_TOKEN="$(cat "$RAFTKV_CLUSTER_DIR/token")"
+fi
 trap '"$tree/scripts/cluster.sh" stop >/dev/null; rm -rf "$RAFTKV_CLUSTER_DIR"' EXIT
-echo "== server: $tree ($(git -C "$tree" rev-parse --short HEAD))"
+echo "== server: $tree ($(git -C "$tree" rev-parse --short HEAD)), $scheme"
 
 # Milliseconds of CPU (user + system) the server processes have used so far.
 server_cpu_ms() {
