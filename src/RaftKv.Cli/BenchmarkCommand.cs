@@ -138,13 +138,18 @@ internal static class BenchmarkCommand
 
     private static async Task<BenchmarkReport> RunAsync(CliContext context, ParseResult result, BenchmarkSettings settings, Uri? target, bool json, CancellationToken cancellationToken)
     {
+        var options = context.ClientOptions(result);
         using var handler = new SocketsHttpHandler
         {
             MaxConnectionsPerServer = settings.Clients + 8,
             PooledConnectionLifetime = TimeSpan.FromMinutes(10),
             ConnectTimeout = TimeSpan.FromSeconds(2),
         };
-        var options = context.ClientOptions(result);
+        if (options.TrustedCa is { } ca)
+        {
+            // A handler shared by every benchmark client: it carries the --cacert trust itself.
+            handler.SslOptions.RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(ca);
+        }
         if (target is not null)
         {
             options = options with { Endpoints = [target] };
