@@ -55,6 +55,18 @@ public sealed class NodeOptions : IValidatedOptions
     /// <summary>/health/ready fails while this node's applied index is more than this many entries behind its commit index.</summary>
     public int ReadyMaxApplyLagEntries { get; set; } = 1_000;
 
+    /// <summary>Requests per second each client address may make on the client port (a token bucket); 0: no limit. Beyond it: 429.</summary>
+    public int RateLimitPerSecond { get; set; }
+
+    /// <summary>Requests a client address may make at once above its rate (the bucket's size); 0: the same as <see cref="RateLimitPerSecond"/>.</summary>
+    public int RateLimitBurst { get; set; }
+
+    /// <summary>Connections Kestrel keeps open at once, both ports together; 0: no limit.</summary>
+    public int MaxConnections { get; set; }
+
+    /// <summary>The largest request headers Kestrel reads, in bytes (all of them together).</summary>
+    public int MaxRequestHeadersBytes { get; set; } = 32 * 1024;
+
     /// <summary>"text" (default) or "json".</summary>
     public string LogFormat { get; set; } = "text";
 
@@ -134,6 +146,10 @@ public sealed class NodeOptions : IValidatedOptions
         Range(failures, nameof(RequestTimeoutMs), RequestTimeoutMs, 10, 600_000);
         Range(failures, nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, 1024, 1L << 30);
         Range(failures, nameof(ReadyMaxApplyLagEntries), ReadyMaxApplyLagEntries, 0, int.MaxValue);
+        Range(failures, nameof(RateLimitPerSecond), RateLimitPerSecond, 0, 10_000_000);
+        Range(failures, nameof(RateLimitBurst), RateLimitBurst, 0, 10_000_000);
+        Range(failures, nameof(MaxConnections), MaxConnections, 0, 10_000_000);
+        Range(failures, nameof(MaxRequestHeadersBytes), MaxRequestHeadersBytes, 1024, 1024 * 1024);
         if (LogFormat is not ("text" or "json"))
         {
             failures.Add($"LogFormat: '{LogFormat}' must be text or json");

@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -132,6 +133,36 @@ public static class RaftNodeHosting
             grpc.MaxReceiveMessageSize = transport.Value.MaxMessageBytes;
             grpc.MaxSendMessageSize = transport.Value.MaxMessageBytes;
         });
+        services.AddRateLimiter(limiter =>
+        {
+            limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            limiter.OnRejected = (rejected, cancellationToken) =>
+            {
+                rejected.HttpContext.Response.Headers.RetryAfter = "1";
+                var problem = new Contracts.ProblemResponse("urn:raftkv:problem:rate-limited", "Too many requests", 429,
+                    "this client address is over RaftKv:Node:RateLimitPerSecond; slow down and retry");
+                return new ValueTask(RaftAccess.Problem(problem).ExecuteAsync(rejected.HttpContext));
+            };
+            limiter.GlobalLimiter = System.Threading.RateLimiting.PartitionedRateLimiter.Create<HttpContext, string>(http =>
+            {
+                var node = http.RequestServices.GetRequiredService<IOptions<NodeOptions>>().Value;
+                // Peers and health checks are never limited: only clients, per address.
+                if (node.RateLimitPerSecond == 0 || http.Request.Path.StartsWithSegments("/health")
+                    || (node.SeparatePorts && http.Connection.LocalPort == node.PeerUrl.Port) || http.Request.ContentType == "application/grpc")
+                {
+                    return System.Threading.RateLimiting.RateLimitPartition.GetNoLimiter("unlimited");
+                }
+                return System.Threading.RateLimiting.RateLimitPartition.GetTokenBucketLimiter(http.Connection.RemoteIpAddress?.ToString() ?? "unknown",
+                    _ => new System.Threading.RateLimiting.TokenBucketRateLimiterOptions
+                    {
+                        TokenLimit = node.RateLimitBurst > 0 ? node.RateLimitBurst : node.RateLimitPerSecond,
+                        TokensPerPeriod = node.RateLimitPerSecond,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        QueueLimit = 0,
+                        AutoReplenishment = true,
+                    });
+            });
+        });
         services.AddHealthChecks().AddCheck<ReadinessCheck>("raft", tags: ["ready"]);
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<NodeOptions>, IOptions<TlsOptions>>((kestrel, options, tlsOptions) =>
         {
@@ -148,6 +179,8 @@ public static class RaftNodeHosting
             }
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = settings.MaxRequestBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = settings.MaxRequestHeadersBytes;
+            kestrel.Limits.MaxConcurrentConnections = settings.MaxConnections > 0 ? settings.MaxConnections : null;
             if (!tls.Enabled)
             {
                 // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
@@ -186,6 +219,7 @@ public static class RaftNodeHosting
         var options = app.Services.GetRequiredService<IOptions<NodeOptions>>().Value;
         var metrics = app.Services.GetRequiredService<RaftMetrics>();
         app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
+        app.UseRateLimiter();
         var access = app.Services.GetRequiredService<RaftAccess>();
         if (!access.Options.OpenMetrics)
         {
