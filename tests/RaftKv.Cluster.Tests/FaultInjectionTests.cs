@@ -30,6 +30,23 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Three_nodes_with_tls_and_client_tokens_killed_and_paused_keep_a_linearizable_history()
+    {
+        // TLS on both ports (mutual between peers) and a bearer token on every client request, so that security is a mode
+        // that is tested under faults, not one that is only switched on in production.
+        var result = await RunAsync(new FaultRunOptions
+        {
+            Nodes = 3,
+            Secure = true,
+            Schedule = [Fault.KillLeader, Fault.PauseLeader, Fault.KillFollower],
+            Hold = TimeSpan.FromSeconds(3),
+            Seed = 15,
+        });
+
+        result.Faults.Single(f => f.Fault == Fault.KillLeader).LeaderDuring.Should().NotBeNull();
+    }
+
+    [Fact]
     public async Task Membership_changes_among_kills_and_pauses_keep_a_linearizable_history()
     {
         var result = await RunAsync(new FaultRunOptions

@@ -26,6 +26,9 @@ public sealed record FaultRunOptions
     /// <summary>Run the nodes in a network lab (needed for partitions).</summary>
     public bool Partitions { get; init; }
 
+    /// <summary>Run with TLS on both ports and client tokens (loopback only): security is tested under faults too.</summary>
+    public bool Secure { get; init; }
+
     /// <summary>Slots for nodes that join during the run (membership faults): n{Nodes+1}, …; the clients know them from the start.</summary>
     public int Spares { get; init; }
 
@@ -92,12 +95,13 @@ public static class FaultRun
         ArgumentNullException.ThrowIfNull(log);
         var clock = Stopwatch.StartNew();
         var lab = options.Partitions ? NetworkLab.Create(options.Nodes + options.Spares) : null;
-        await using var cluster = await LocalCluster.StartAsync(options.Nodes, options.ServerArguments, lab, spares: options.Spares).ConfigureAwait(false);
+        await using var cluster = await LocalCluster.StartAsync(options.Nodes, options.ServerArguments, lab, spares: options.Spares, secure: options.Secure)
+            .ConfigureAwait(false);
         await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20)).ConfigureAwait(false);
         log($"{options.Nodes} nodes serving{(lab is null ? " on loopback" : $" in network lab {lab.Bridge}")} after {clock.Elapsed.TotalSeconds:F1}s");
 
-        var workload = new Workload([.. cluster.Endpoints, .. cluster.SpareEndpoints], lab is null ? () => new SocketsHttpHandler() : lab.CreateHandler,
-            options.Clients, options.Keys, options.Seed);
+        var workload = new Workload([.. cluster.Endpoints, .. cluster.SpareEndpoints], cluster.CreateClientHandler,
+            options.Clients, options.Keys, options.Seed, cluster.Secured?.Token);
         var nemesis = new Nemesis(cluster, options.Seed, log);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var clients = workload.RunAsync(stop.Token);

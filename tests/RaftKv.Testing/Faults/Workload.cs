@@ -81,8 +81,11 @@ public sealed class Workload
     private readonly int _keys;
     private readonly int _seed;
 
-    public Workload(IReadOnlyList<Uri> endpoints, Func<HttpMessageHandler> handler, int clients = 6, int keys = 4, int seed = 1)
+    private readonly string? _token;
+
+    public Workload(IReadOnlyList<Uri> endpoints, Func<HttpMessageHandler> handler, int clients = 6, int keys = 4, int seed = 1, string? token = null)
     {
+        _token = token;
         _endpoints = endpoints;
         _handler = handler;
         ArgumentOutOfRangeException.ThrowIfGreaterThan(clients, FinalReader);
@@ -322,6 +325,7 @@ public sealed class Workload
         MaxAttempts = 6,
         RetryMaxDelay = TimeSpan.FromMilliseconds(300),
         ClientId = $"jepsen-{_seed}-{client}",
+        Token = _token,
     }, handler);
 
     private static string Key(int index) => "k" + index.ToString(CultureInfo.InvariantCulture);

@@ -40,10 +40,12 @@ public sealed class LocalCluster : IAsyncDisposable
     /// start; <see cref="StartSpareAsync"/> starts the next one. In a lab each needs its own namespace.
     /// </summary>
     public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null,
-        string? serverDll = null, int spares = 0)
+        string? serverDll = null, int spares = 0, bool secure = false)
     {
-        var cluster = new LocalCluster(Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]), lab,
-            [.. extraArguments ?? []], serverDll);
+        var directory = Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
+        var security = secure ? Security.Create(Path.Combine(directory, "security"), size + spares, lab) : null;
+        var cluster = new LocalCluster(directory, lab, [.. extraArguments ?? [], .. security?.ArgumentsFor ?? []], serverDll) { Secured = security };
+        extraArguments = cluster._extraArguments;
         var all = size + spares;
         var taken = lab is null ? FreePorts.Take(2 * all) : [.. Enumerable.Repeat(8080, all), .. Enumerable.Repeat(9080, all)];
         int[] ports = [.. taken[..size], .. taken[all..(all + size)]];
@@ -53,25 +55,24 @@ public sealed class LocalCluster : IAsyncDisposable
             var slot = size + j;
             cluster._spares.Enqueue(new Spare("n" + (slot + 1).ToString(CultureInfo.InvariantCulture), slot, Host(slot), taken[slot], taken[all + slot]));
         }
-        cluster.SpareEndpoints = [.. cluster._spares.Select(spare => new Uri($"http://{spare.Host}:{spare.HttpPort}/"))];
-        var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}=http://{Host(i)}:{ports[size + i]}"));
+        var scheme = security is null ? "http" : "https";
+        cluster.SpareEndpoints = [.. cluster._spares.Select(spare => new Uri($"{scheme}://{spare.Host}:{spare.HttpPort}/"))];
+        var peers = string.Join(',', Enumerable.Range(0, size).Select(i => $"n{i + 1}={scheme}://{Host(i)}:{ports[size + i]}"));
         try
         {
             for (var i = 0; i < size; i++)
             {
                 var id = "n" + (i + 1).ToString(CultureInfo.InvariantCulture);
                 var node = i;
-                var placement = lab is null
-                    ? ServerProcess.Placement.Loopback
-                    : new ServerProcess.Placement(lab.Address(i), lab.Launcher(i), lab.CreateHandler);
                 cluster._nodes.Add(ServerProcess.Start(id, ports[i], ports[size + i], Path.Combine(cluster.Directory, id),
                 [
                     "--node-id", id,
                     "--peers", peers,
-                    "--http", $"http://{Host(i)}:{ports[i]}",
+                    "--http", $"{scheme}://{Host(i)}:{ports[i]}",
                     "--data-dir", Path.Combine(cluster.Directory, id),
+                    .. security?.NodeArguments(id) ?? [],
                     .. extraArguments ?? [],
-                ], placement, serverDll));
+                ], cluster.PlacementOf(i), serverDll));
             }
             foreach (var node in cluster._nodes)
             {
@@ -139,6 +140,67 @@ public sealed class LocalCluster : IAsyncDisposable
         return restarted;
     }
 
+    /// <summary>With TLS and tokens on (StartAsync secure): the certificates, the admin token and how to trust the nodes.</summary>
+    public Security? Secured { get; private init; }
+
+    /// <summary>A handler for clients of this cluster: inside the lab if there is one, trusting the cluster CA if TLS is on.</summary>
+    public HttpMessageHandler CreateClientHandler()
+    {
+        if (Lab is not null)
+        {
+            return Lab.CreateHandler();
+        }
+        var handler = new SocketsHttpHandler();
+        if (Secured is { } security)
+        {
+            handler.SslOptions.RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(security.Ca);
+        }
+        return handler;
+    }
+
+    private ServerProcess.Placement PlacementOf(int slot) =>
+        Lab is not null
+            ? new ServerProcess.Placement(Lab.Address(slot), Lab.Launcher(slot), Lab.CreateHandler)
+            : new ServerProcess.Placement("127.0.0.1", [], CreateClientHandler, Secured is null ? "http" : "https", Secured?.Token);
+
+    /// <summary>A cluster CA, a certificate per node slot, and a tokens file with one admin token (what every test client uses).</summary>
+    public sealed class Security
+    {
+        private Security(string folder, string token)
+        {
+            Folder = folder;
+            Token = token;
+            Ca = RaftKv.Contracts.TlsTrust.LoadCa(Path.Combine(folder, "ca.pem"));
+        }
+
+        public string Folder { get; }
+
+        public string Token { get; }
+
+        public System.Security.Cryptography.X509Certificates.X509Certificate2Collection Ca { get; }
+
+        public IReadOnlyList<string> ArgumentsFor => ["--ca-file", Path.Combine(Folder, "ca.pem"), "--tokens-file", Path.Combine(Folder, "tokens")];
+
+        public IReadOnlyList<string> NodeArguments(string nodeId) =>
+            ["--cert-file", Path.Combine(Folder, nodeId + ".pem"), "--key-file", Path.Combine(Folder, nodeId + "-key.pem")];
+
+        public static Security Create(string folder, int nodes, Faults.NetworkLab? lab)
+        {
+            if (lab is not null)
+            {
+                throw new NotSupportedException("TLS runs on loopback only");
+            }
+            RaftKv.Contracts.ClusterCertificates.CreateCa(folder, 1);
+            for (var i = 1; i <= nodes; i++)
+            {
+                RaftKv.Contracts.ClusterCertificates.CreateLeaf(folder, "n" + i.ToString(CultureInfo.InvariantCulture), ["127.0.0.1"], 1);
+            }
+            var token = RaftKv.Contracts.TokenFormat.NewToken();
+            File.WriteAllText(Path.Combine(folder, "tokens"), RaftKv.Contracts.TokenFormat.Line("tests", "admin", token) + "\n");
+            return new Security(folder, token);
+        }
+    }
+
     private sealed record Spare(string NodeId, int Slot, string Host, int HttpPort, int PeerPort);
 
     private readonly Queue<Spare> _spares = new();
@@ -158,18 +220,17 @@ public sealed class LocalCluster : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(via);
         var spare = _spares.Count > 0 ? _spares.Dequeue() : throw new InvalidOperationException("no spare slot left: start the cluster with more spares");
         var dataDirectory = Path.Combine(Directory, spare.NodeId);
-        var placement = Lab is null
-            ? ServerProcess.Placement.Loopback
-            : new ServerProcess.Placement(spare.Host, Lab.Launcher(spare.Slot), Lab.CreateHandler);
+        var scheme = Secured is null ? "http" : "https";
         var node = ServerProcess.Start(spare.NodeId, spare.HttpPort, spare.PeerPort, dataDirectory,
         [
             "--node-id", spare.NodeId,
             "--join", via.BaseAddress.ToString(),
-            "--peer", $"http://{spare.Host}:{spare.PeerPort}",
-            "--http", $"http://{spare.Host}:{spare.HttpPort}",
+            "--peer", $"{scheme}://{spare.Host}:{spare.PeerPort}",
+            "--http", $"{scheme}://{spare.Host}:{spare.HttpPort}",
             "--data-dir", dataDirectory,
+            .. Secured?.NodeArguments(spare.NodeId) ?? [],
             .. _extraArguments,
-        ], placement, _serverDll);
+        ], PlacementOf(spare.Slot), _serverDll);
         _nodes.Add(node);
         await node.WaitUntilServingAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         return node;

@@ -73,10 +73,14 @@ public sealed partial class ServerProcess : IAsyncDisposable
             BaseAddress = new Uri($"{placement.Scheme}://{placement.Host}:{httpPort}"),
             Timeout = TimeSpan.FromSeconds(10),
         };
+        if (placement.Token is { } token)
+        {
+            Client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
     }
 
     /// <summary>Where a process runs: loopback, or a node namespace of a <see cref="Faults.NetworkLab"/>.</summary>
-    public sealed record Placement(string Host, IReadOnlyList<string> Launcher, Func<HttpMessageHandler> Handler, string Scheme = "http")
+    public sealed record Placement(string Host, IReadOnlyList<string> Launcher, Func<HttpMessageHandler> Handler, string Scheme = "http", string? Token = null)
     {
         public static Placement Loopback { get; } = new("127.0.0.1", [], () => new SocketsHttpHandler());
     }
