@@ -37,6 +37,12 @@ public sealed class AuthOptions : IValidatedOptions
     /// </summary>
     public string TokensFile { get; set; } = "";
 
+    /// <summary>
+    /// Tokens given in the settings themselves, as the file's lines separated by ';' (for example from an environment
+    /// variable of a container's secret). Added to <see cref="TokensFile"/>'s, if any.
+    /// </summary>
+    public string Tokens { get; set; } = "";
+
     /// <summary>Whether <c>/status</c> answers without a token (it shows the members' addresses and progress).</summary>
     public bool OpenStatus { get; set; } = true;
 
@@ -45,18 +51,18 @@ public sealed class AuthOptions : IValidatedOptions
 
     public IEnumerable<string> Validate()
     {
-        if (string.IsNullOrWhiteSpace(TokensFile))
+        if (string.IsNullOrWhiteSpace(TokensFile) && string.IsNullOrWhiteSpace(Tokens))
         {
             yield break;
         }
         string? failure = null;
         try
         {
-            TokenStore.Load(TokensFile);
+            TokenStore.Load(this);
         }
         catch (Exception error) when (error is IOException or UnauthorizedAccessException or FormatException)
         {
-            failure = $"TokensFile: {error.Message}";
+            failure = error.Message.StartsWith("Tokens", StringComparison.Ordinal) ? error.Message : $"TokensFile: {error.Message}";
         }
         if (failure is not null)
         {
@@ -74,11 +80,28 @@ public sealed class TokenStore
 
     public int Count => _tokens.Count;
 
-    public static TokenStore Load(string path)
+    /// <summary>The tokens of <see cref="AuthOptions.TokensFile"/> and <see cref="AuthOptions.Tokens"/>.</summary>
+    public static TokenStore Load(AuthOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var tokens = new List<(byte[], string, RaftRole)>();
+        if (!string.IsNullOrWhiteSpace(options.TokensFile))
+        {
+            tokens.AddRange(Parse(File.ReadAllLines(options.TokensFile), options.TokensFile));
+        }
+        tokens.AddRange(Parse(options.Tokens.Split(';'), "Tokens"));
+        if (tokens.Count == 0)
+        {
+            throw new FormatException($"{options.TokensFile} holds no token; leave TokensFile and Tokens empty to run without tokens");
+        }
+        return new TokenStore(tokens);
+    }
+
+    private static List<(byte[], string, RaftRole)> Parse(IEnumerable<string> lines, string source)
     {
         var tokens = new List<(byte[], string, RaftRole)>();
         var number = 0;
-        foreach (var raw in File.ReadAllLines(path))
+        foreach (var raw in lines)
         {
             number++;
             var line = raw.Trim();
@@ -91,15 +114,11 @@ public sealed class TokenStore
                 || !parts[2].StartsWith(TokenFormat.HashPrefix, StringComparison.Ordinal) || parts[2].Length != TokenFormat.HashPrefix.Length + 64
                 || !parts[2][TokenFormat.HashPrefix.Length..].All(Uri.IsHexDigit))
             {
-                throw new FormatException($"{path} line {number}: not 'name role sha256:HEX' with role read, write or admin and 64 hex digits");
+                throw new FormatException($"{source} line {number}: not 'name role sha256:HEX' with role read, write or admin and 64 hex digits");
             }
             tokens.Add((Convert.FromHexString(parts[2].AsSpan(TokenFormat.HashPrefix.Length)), parts[0], role));
         }
-        if (tokens.Count == 0)
-        {
-            throw new FormatException($"{path} holds no token; leave TokensFile empty to run without tokens");
-        }
-        return new TokenStore(tokens);
+        return tokens;
     }
 
     /// <summary>The name and role of <paramref name="token"/>, or null. Every stored hash is compared, whatever matches.</summary>
@@ -127,7 +146,7 @@ public sealed class RaftAccess
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options.Value;
-        _tokens = string.IsNullOrWhiteSpace(Options.TokensFile) ? null : TokenStore.Load(Options.TokensFile);
+        _tokens = string.IsNullOrWhiteSpace(Options.TokensFile) && string.IsNullOrWhiteSpace(Options.Tokens) ? null : TokenStore.Load(Options);
     }
 
     public AuthOptions Options { get; }
