@@ -725,10 +725,13 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             return new PeerRefusal(false, $"{from} belongs to cluster {NodeIdentity.FormatId(credentials.ClusterId)}; {Self} to cluster {Identity.ClusterIdText}");
         }
         var config = Config;
-        if (!config.Members.IsEmpty && !config.Contains(from))
+        if (!config.Contains(from))
         {
-            // Any node of the cluster may ask whether it would be heard (a machine about to join); only members are heard.
-            return call == PeerCall.Hello ? null : new PeerRefusal(false, $"{from} is not a member of {Self}'s configuration ({config})");
+            // A node may lag behind the configuration that added a peer which now leads: refusing Raft messages from
+            // non-members would leave it behind for good (MembershipTests found this). So a non-member's messages and
+            // snapshots are heard (a stranger is kept out by TLS: only the cluster CA's certificates connect, and a call
+            // speaks only for the node its certificate names); what only members may do is forward requests.
+            return call == PeerCall.Forward ? new PeerRefusal(false, $"{from} is not a member of {Self}'s configuration ({config})") : null;
         }
         var refusal = _registry!.Admit(from, credentials.Incarnation);
         return refusal is null ? null : new PeerRefusal(true, refusal);

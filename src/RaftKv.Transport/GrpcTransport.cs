@@ -100,9 +100,8 @@ public interface IPeerHost
     PeerCredentials Credentials { get; }
 
     /// <summary>
-    /// Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not. Only a
-    /// member of the configuration in force is heard (a node waiting to be added has none and hears its cluster), except
-    /// for <see cref="PeerCall.Hello"/>, which any node of the cluster may make.
+    /// Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not: its
+    /// cluster, its data directory (incarnation) if it is a member, and for <see cref="PeerCall.Forward"/> membership.
     /// </summary>
     PeerRefusal? Admit(NodeId from, PeerCredentials credentials, PeerCall call);
 
