@@ -750,11 +750,6 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             return $"a snapshot from {install.From} in term {term.Value}, whose leader is {leader}";
         }
-        var commit = Loop.KnownCommit;
-        if (install.Snapshot.Index <= commit)
-        {
-            return $"a snapshot through {install.Snapshot.Index.Value}; {Self} has committed through {commit.Value} already";
-        }
         return null;
     }
 

@@ -64,7 +64,8 @@ public sealed class MembershipTests(ITestOutputHelper output)
             // Remove the leader itself: it commits its own removal, hands over, and steps down.
             var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20));
             var other = cluster.Nodes.First(n => n != leader);
-            var (removedLeader, leaderBody) = await LocalCluster.ClusterRequestAsync(other, HttpMethod.Delete, $"/cluster/members/{leader.NodeId}");
+            // Under load (a snapshot every 200 entries) the newest voter may still be catching up: give the change 30 s.
+            var (removedLeader, leaderBody) = await LocalCluster.ClusterRequestAsync(other, HttpMethod.Delete, $"/cluster/members/{leader.NodeId}", attempts: 120);
             removedLeader.Should().Be(HttpStatusCode.OK, "removing the leader {0}: {1}", leader.NodeId, leaderBody);
             Log($"removed the leader {leader.NodeId}: {Members(leaderBody)}");
             await cluster.ForgetAsync(leader);
