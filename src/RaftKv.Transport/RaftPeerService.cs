@@ -60,10 +60,6 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
         var caller = Admit(context, PeerCall.InstallSnapshot); // before a byte of the snapshot is stored
-        if (!host.TryStartReceivingSnapshot())
-        {
-            throw new RpcException(new Status(StatusCode.ResourceExhausted, "another snapshot is being received; the leader retries"));
-        }
         InstallSnapshot? install = null;
         ISnapshotWriter? writer = null;
         var crc = new System.IO.Hashing.Crc32(System.IO.Hashing.Crc32ParameterSet.Crc32C);
@@ -77,7 +73,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                     {
                         throw new RpcException(new Status(StatusCode.InvalidArgument, "the first snapshot chunk must carry an InstallSnapshot for this node"));
                     }
-                    var refusal = first.From != caller ? $"a snapshot from {first.From} on {caller}'s call" : host.AcceptsSnapshot(first);
+                    var refusal = first.From != caller ? $"a snapshot from {first.From} on {caller}'s call" : null;
                     if (refusal is not null)
                     {
                         host.Refused(caller, refusal);
@@ -96,12 +92,6 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                         host.Refused(caller, "a snapshot whose bytes do not match its checksum");
                         throw new RpcException(new Status(StatusCode.DataLoss, "the snapshot's bytes do not match its checksum; nothing was stored"));
                     }
-                    // Checked again: the node may have moved to a later term or leader while the bytes travelled.
-                    if (host.AcceptsSnapshot(install) is { } late)
-                    {
-                        host.Refused(caller, late);
-                        throw new RpcException(new Status(StatusCode.FailedPrecondition, late));
-                    }
                     writer.Commit();
                     LogSnapshotReceived(install.From, install.Snapshot.Index.Value);
                     // The bytes are stored: now the node may install them.
@@ -118,7 +108,6 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         finally
         {
             writer?.Dispose();
-            host.StopReceivingSnapshot();
         }
     }
 
