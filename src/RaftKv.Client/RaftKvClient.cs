@@ -158,16 +158,9 @@ public sealed class RaftKvClient : IDisposable
         var payload = JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.CommandRequest);
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
-            if (attempt > 0)
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
             {
-                try
-                {
-                    await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
+                break;
             }
             if (attempt == 0 && TakeUnmappedLeader() is not null)
             {
@@ -328,9 +321,9 @@ public sealed class RaftKvClient : IDisposable
         string? lastProblem = null;
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
-            if (attempt > 0)
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
             {
-                await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
+                break;
             }
             if (!stale)
             {
@@ -375,16 +368,9 @@ public sealed class RaftKvClient : IDisposable
         string? lastProblem = null;
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
-            if (attempt > 0)
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
             {
-                try
-                {
-                    await Task.Delay(Backoff(attempt), overall.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
+                break;
             }
             var endpoint = PickEndpoint(attempt);
             // A change may wait for two commits and a learner to catch up: it gets the whole timeout.
@@ -538,6 +524,20 @@ public sealed class RaftKvClient : IDisposable
             {
                 _leader = null;
             }
+        }
+    }
+
+    /// <summary>Waits before retry <paramref name="attempt"/>; false when the operation's own time ran out (not the caller's).</summary>
+    private async Task<bool> WaitBeforeRetryAsync(int attempt, CancellationToken overall, CancellationToken caller)
+    {
+        try
+        {
+            await Task.Delay(Backoff(attempt), overall).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!caller.IsCancellationRequested)
+        {
+            return false;
         }
     }
 

@@ -737,28 +737,6 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         return refusal is null ? null : new PeerRefusal(true, refusal);
     }
 
-    public string? AcceptsSnapshot(InstallSnapshot install)
-    {
-        ArgumentNullException.ThrowIfNull(install);
-        var term = Loop.KnownTerm;
-        var leader = Loop.KnownLeader;
-        if (install.Term < term)
-        {
-            return $"a snapshot of term {install.Term.Value} from {install.From}; {Self} is in term {term.Value}";
-        }
-        if (install.Term == term && !leader.IsNone && leader != install.From)
-        {
-            return $"a snapshot from {install.From} in term {term.Value}, whose leader is {leader}";
-        }
-        return null;
-    }
-
-    private int _receivingSnapshot;
-
-    public bool TryStartReceivingSnapshot() => Interlocked.CompareExchange(ref _receivingSnapshot, 1, 0) == 0;
-
-    public void StopReceivingSnapshot() => Interlocked.Exchange(ref _receivingSnapshot, 0);
-
     public void Refused(NodeId from, string reason)
     {
         _metrics.PeerRefused();

@@ -104,7 +104,6 @@ public sealed partial class RaftLoop
     private long _publishedLeader;
     private int _publishedRole;
     private long _publishedTerm;
-    private long _publishedCommit;
 
     /// <summary>The leader this node knew at its last step (may be stale by one step); none if unknown.</summary>
     public NodeId KnownLeader => new((ulong)Interlocked.Read(ref _publishedLeader));
@@ -112,9 +111,6 @@ public sealed partial class RaftLoop
     public Role KnownRole => (Role)Volatile.Read(ref _publishedRole);
 
     public Term KnownTerm => new((ulong)Interlocked.Read(ref _publishedTerm));
-
-    /// <summary>The commit index this node knew at its last step (may be stale by one step).</summary>
-    public LogIndex KnownCommit => new((ulong)Interlocked.Read(ref _publishedCommit));
 
     /// <summary>Messages dropped because the inbox was full (Raft tolerates loss; the count shows overload).</summary>
     public long DroppedMessages => Interlocked.Read(ref _droppedMessages);
@@ -306,7 +302,6 @@ public sealed partial class RaftLoop
                 StorageFailed(error);
                 return;
             }
-            Interlocked.Exchange(ref _publishedCommit, (long)_node.CommitIndex.Value);
             MaybeStartSnapshot();
         }
     }

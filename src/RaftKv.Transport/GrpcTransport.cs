@@ -105,16 +105,8 @@ public interface IPeerHost
     /// </summary>
     PeerRefusal? Admit(NodeId from, PeerCredentials credentials, PeerCall call);
 
-    /// <summary>Whether a snapshot from <paramref name="install"/>.From may be stored: null if so, else why not (a term or leader this node does not follow).</summary>
-    string? AcceptsSnapshot(InstallSnapshot install);
-
     /// <summary>A peer message or call was refused: counted.</summary>
     void Refused(NodeId from, string reason);
-
-    /// <summary>One snapshot is received at a time: false while another is (the leader tries again later).</summary>
-    bool TryStartReceivingSnapshot();
-
-    void StopReceivingSnapshot();
 
     /// <summary>Peers must show a certificate of the cluster CA naming the node they speak for (mutual TLS on).</summary>
     bool PeerCertificatesRequired { get; }
