@@ -10,7 +10,9 @@ public sealed class RateLimitTests
     public async Task A_client_over_its_rate_gets_429_while_health_checks_and_the_cluster_go_on()
     {
         await using var cluster = await LocalCluster.StartAsync(3, ["--rate-limit-per-second", "1", "--rate-limit-burst", "2"]);
-        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20));
+        // /status is a client route too: a round of status checks every 1.1 s stays within 1 a second per node.
+        var slowerThanTheRefill = TimeSpan.FromMilliseconds(1_100);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30), pollEvery: slowerThanTheRefill);
         await Task.Delay(2_100); // the leader's bucket refills after the status checks above
 
         var statuses = new List<HttpStatusCode>();
@@ -45,7 +47,7 @@ public sealed class RateLimitTests
             (await limited.Content.ReadAsStringAsync()).Should().Contain("RateLimitPerSecond");
         }
         health.Should().OnlyContain(s => s == HttpStatusCode.OK);
-        await Task.Delay(2_100); // the bucket refills: /status is a client route too
-        (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10))).Should().NotBeNull("peers are never limited: the cluster keeps its leader");
+        await Task.Delay(2_100); // the bucket refills
+        (await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(10), pollEvery: slowerThanTheRefill)).Should().NotBeNull("peers are never limited: the cluster keeps its leader");
     }
 }

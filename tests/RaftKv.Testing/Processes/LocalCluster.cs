@@ -87,8 +87,9 @@ public sealed class LocalCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until the running nodes agree on one leader; returns it.</summary>
-    public async Task<ServerProcess> WaitForLeaderAsync(TimeSpan within, IEnumerable<ServerProcess>? among = null)
+    /// <summary>Waits until the running nodes agree on one leader; returns it. <paramref name="pollEvery"/> (50 ms by default) is
+    /// how long it waits between rounds of /status: a cluster started with a client rate limit needs rounds slower than its refill.</summary>
+    public async Task<ServerProcess> WaitForLeaderAsync(TimeSpan within, IEnumerable<ServerProcess>? among = null, TimeSpan? pollEvery = null)
     {
         var nodes = (among ?? _nodes).Where(n => !n.HasExited).ToList();
         var clock = Stopwatch.StartNew();
@@ -111,7 +112,7 @@ public sealed class LocalCluster : IAsyncDisposable
             {
                 return nodes.Single(n => n.NodeId == agreed);
             }
-            await Task.Delay(50).ConfigureAwait(false);
+            await Task.Delay(pollEvery ?? TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
         }
         throw new TimeoutException("no agreed leader within " + within + ": " + string.Join(" | ", nodes.Select(n => n.NodeId + ": " + n.Tail(5))));
     }
