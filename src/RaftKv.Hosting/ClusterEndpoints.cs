@@ -109,7 +109,8 @@ internal static class ClusterEndpoints
     private static async Task<LeaderResult> TransferAsync(HttpContext http, RaftNodeHost node, long maxBodyBytes)
     {
         var target = NodeId.None;
-        if (http.Request.ContentLength is not (null or 0))
+        // A body sent chunked has no Content-Length: ask Kestrel whether there is one (a chunked {"to":…} was ignored before).
+        if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
         {
             var (request, problem) = await ReadAsync(http, maxBodyBytes, ContractsJson.Strict.TransferLeaderRequest).ConfigureAwait(false);
             if (problem is not null)
