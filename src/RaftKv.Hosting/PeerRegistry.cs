@@ -38,6 +38,9 @@ internal sealed class PeerRegistry
         }
     }
 
+    /// <summary>The incarnation recorded for <paramref name="node"/>, or 0 if this node has not heard from it.</summary>
+    public ulong Known(NodeId node) => Volatile.Read(ref _seen).GetValueOrDefault(node);
+
     /// <summary>Null if <paramref name="node"/> may speak to us with <paramref name="incarnation"/>; otherwise why not.</summary>
     public string? Admit(NodeId node, ulong incarnation)
     {

@@ -95,7 +95,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public FileSnapshotStore SnapshotFiles => _snapshots!;
 
-    /// <summary>Every member's peer URL, as the configuration in force names them (or, before it names any, as the node was started with).</summary>
+    /// <summary>
+    /// Every member's peer URL, as the configuration in force names them (or, before it names any, as the node was started
+    /// with), and those of nodes a member vouched for while this node lags behind the change that added them.
+    /// </summary>
     public IReadOnlyDictionary<NodeId, Uri> Peers => _peers;
 
     private volatile IReadOnlyDictionary<NodeId, Uri> _peers = new Dictionary<NodeId, Uri>();
@@ -107,6 +110,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     private NodeIdentity? _identity;
     private PeerRegistry? _registry;
+    private readonly PeerAdmission _admission = new(TimeProvider.System);
     private int _refused;
 
     public NodeIdentity Identity => _identity!;
@@ -665,6 +669,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     public void Deliver(Message message) => Loop.Deliver(message);
 
+    public void DeliverSnapshot(InstallSnapshot message, ISnapshotWriter staged) => Loop.DeliverSnapshot(message, staged);
+
     public void ReportUnreachable(NodeId peer) => Loop.ReportUnreachable(peer);
 
     public void ReportSnapshotSent(NodeId peer, bool succeeded) => Loop.ReportSnapshotSent(peer, succeeded);
@@ -701,13 +707,33 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     void IRaftLoopObserver.ConfigChanged(ClusterConfig config)
     {
+        _admission.ConfigChanged(_config, config);
         _config = config;
+        RefreshPeers(config);
+    }
+
+    private readonly Lock _peersLock = new();
+
+    /// <summary>The transport's peers: the members of <paramref name="config"/>, and the nodes a member vouched for (PeerAdmission).</summary>
+    private void RefreshPeers(ClusterConfig config)
+    {
         if (config.Members.IsEmpty)
         {
             return; // waiting to be added: keep talking to the members this node was started with
         }
-        _peers = PeerUrlsOf(config, _peers);
-        _transport?.SetPeers(_peers);
+        lock (_peersLock)
+        {
+            var peers = PeerUrlsOf(config, _peers);
+            foreach (var (node, address) in _admission.VouchedAddresses())
+            {
+                if (node != Self && !peers.ContainsKey(node) && MemberAddress.Parse(address).Peer is { } url)
+                {
+                    peers[node] = url;
+                }
+            }
+            _peers = peers;
+            _transport?.SetPeers(peers);
+        }
     }
 
     // ---------------------------------------------------------------- IPeerHost: who may talk to this node
@@ -725,16 +751,64 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             return new PeerRefusal(false, $"{from} belongs to cluster {NodeIdentity.FormatId(credentials.ClusterId)}; {Self} to cluster {Identity.ClusterIdText}");
         }
         var config = Config;
-        if (!config.Contains(from))
+        // A node waiting to be added has no configuration yet: it hears its cluster.
+        if (!config.Members.IsEmpty && _admission.Check(from, credentials.Incarnation, config) == PeerAdmission.Standing.Unknown)
         {
-            // A node may lag behind the configuration that added a peer which now leads: refusing Raft messages from
-            // non-members would leave it behind for good (MembershipTests found this). So a non-member's messages and
-            // snapshots are heard (a stranger is kept out by TLS: only the cluster CA's certificates connect, and a call
-            // speaks only for the node its certificate names); what only members may do is forward requests.
-            return call == PeerCall.Forward ? new PeerRefusal(false, $"{from} is not a member of {Self}'s configuration ({config})") : null;
+            if (call is PeerCall.Hello or PeerCall.IsMember)
+            {
+                return null; // any node of the cluster may ask; nothing is recorded
+            }
+            AskMembersAbout(from, credentials.Incarnation, config);
+            return new PeerRefusal(false, $"{from} is not a member of {Self}'s configuration ({config}), and no member has vouched for it yet");
         }
         var refusal = _registry!.Admit(from, credentials.Incarnation);
         return refusal is null ? null : new PeerRefusal(true, refusal);
+    }
+
+    public MembershipAnswer IsMember(NodeId node)
+    {
+        var config = Config;
+        return new(config.Contains(node), _registry?.Known(node) ?? 0, config.Addresses.GetValueOrDefault(node) ?? "");
+    }
+
+    /// <summary>Asks this node's members, in the background, whether <paramref name="node"/> joined since this node's configuration.</summary>
+    private void AskMembersAbout(NodeId node, ulong incarnation, ClusterConfig config)
+    {
+        if (_transport is not { } transport || !_admission.StartAsking(node))
+        {
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            var vouchedBy = NodeId.None;
+            string? address = null;
+            try
+            {
+                foreach (var member in config.Members.Where(m => m != Self))
+                {
+                    var answer = await transport.AskIsMemberAsync(member, node, TimeSpan.FromSeconds(1), _peerStreamsClosing.Token).ConfigureAwait(false);
+                    if (answer is { Member: true } named && (named.Incarnation == 0 || named.Incarnation == incarnation))
+                    {
+                        vouchedBy = member;
+                        address = named.Address;
+                        break;
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
+            finally
+            {
+                _admission.Answered(node, incarnation, address);
+            }
+            if (!vouchedBy.IsNone)
+            {
+                LogVouched(node, vouchedBy, config);
+                RefreshPeers(Config); // so that this node can answer it
+            }
+        });
     }
 
     public void Refused(NodeId from, string reason)
@@ -767,6 +841,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 309, Level = LogLevel.Warning, Message = "ForceNewCluster: {Node} already is a cluster of itself alone ({Config}); nothing forced. Restart without --force-new-cluster")]
     private partial void LogForcedAlready(NodeId node, ClusterConfig config);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Information, Message = "{Node} is heard although not in this node's configuration ({Config}): member {Member} names it (this node lags behind a membership change)")]
+    private partial void LogVouched(NodeId node, NodeId member, ClusterConfig config);
 
     [LoggerMessage(EventId = 310, Level = LogLevel.Warning, Message = "refused a peer call or message from {From}: {Reason}")]
     private partial void LogPeerRefused(NodeId from, string reason);

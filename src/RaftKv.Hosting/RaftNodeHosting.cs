@@ -127,6 +127,7 @@ public static class RaftNodeHosting
         services.AddSingleton<IPeerHost>(provider => provider.GetRequiredService<RaftNodeHost>());
         services.AddHostedService(provider => provider.GetRequiredService<RaftNodeHost>());
         services.AddGrpc();
+        services.AddSingleton<IncomingSnapshots>();
         services.AddOptions<Grpc.AspNetCore.Server.GrpcServiceOptions>().Configure<IOptions<TransportOptions>>((grpc, transport) =>
         {
             // The same bound as the peers' sending side.

@@ -19,6 +19,12 @@ public abstract record NodeInput
 
     public sealed record Receive(Message Message) : NodeInput;
 
+    /// <summary>
+    /// An InstallSnapshot whose bytes were received and checked but not yet made current: <see cref="Staged"/> is committed
+    /// only if the core installs the snapshot (its term, leader and index checks passed), else disposed, which deletes it.
+    /// </summary>
+    public sealed record ReceiveSnapshot(InstallSnapshot Message, ISnapshotWriter Staged) : NodeInput;
+
     /// <summary>Wakes the loop; the number of ticks is counted apart so that a full channel never loses time.</summary>
     public sealed record Tick : NodeInput
     {

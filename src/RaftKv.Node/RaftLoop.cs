@@ -26,6 +26,7 @@ public sealed partial class RaftLoop
     private readonly TimeProvider _time;
     private readonly Channel<NodeInput> _inbox;
     private readonly List<NodeInput> _batch = [];
+    private readonly List<(SnapshotMetadata Metadata, ISnapshotWriter Writer)> _stagedSnapshots = [];
 
     // Proposals appended to the log and not yet resolved, by index. Only the loop touches these.
     private readonly SortedDictionary<LogIndex, PendingProposal> _proposals = [];
@@ -174,6 +175,21 @@ public sealed partial class RaftLoop
         }
     }
 
+    /// <summary>
+    /// A snapshot received from a peer: its bytes are in <paramref name="staged"/>, written and checked but not current.
+    /// The core decides: the file is committed only if the core installs the snapshot (the message's term, its leader and
+    /// an index past this node's commit), and deleted otherwise. The loop owns <paramref name="staged"/> from here on.
+    /// </summary>
+    public void DeliverSnapshot(InstallSnapshot message, ISnapshotWriter staged)
+    {
+        ArgumentNullException.ThrowIfNull(staged);
+        if (!_inbox.Writer.TryWrite(new NodeInput.ReceiveSnapshot(message, staged)))
+        {
+            staged.Dispose();
+            Interlocked.Increment(ref _droppedMessages);
+        }
+    }
+
     /// <summary>One tick of logical time. Ticks are counted apart from the channel so that none is lost when it is full.</summary>
     public void Tick()
     {
@@ -278,6 +294,18 @@ public sealed partial class RaftLoop
 
     private void Process(List<NodeInput> batch, int ticks)
     {
+        try
+        {
+            ProcessBatch(batch, ticks);
+        }
+        finally
+        {
+            DiscardStagedSnapshots();
+        }
+    }
+
+    private void ProcessBatch(List<NodeInput> batch, int ticks)
+    {
         foreach (var input in batch)
         {
             Dispatch(input);
@@ -312,6 +340,13 @@ public sealed partial class RaftLoop
         {
             case NodeInput.Receive receive when _storageFailure is null:
                 _node.Step(receive.Message);
+                break;
+            case NodeInput.ReceiveSnapshot received when _storageFailure is null:
+                _stagedSnapshots.Add((received.Message.Snapshot, received.Staged));
+                _node.Step(received.Message);
+                break;
+            case NodeInput.ReceiveSnapshot ignored:
+                ignored.Staged.Dispose();
                 break;
             case NodeInput.Propose propose:
                 HandlePropose(propose);
@@ -612,6 +647,18 @@ public sealed partial class RaftLoop
 
     private void InstallSnapshot(SnapshotMetadata snapshot)
     {
+        // A snapshot received in this batch becomes current only now that the core chose to install it; the log records it
+        // after its file is durable.
+        var staged = _stagedSnapshots.FindIndex(s => s.Metadata.Index == snapshot.Index && s.Metadata.Term == snapshot.Term);
+        if (staged >= 0)
+        {
+            var writer = _stagedSnapshots[staged].Writer;
+            _stagedSnapshots.RemoveAt(staged);
+            using (writer)
+            {
+                writer.Commit();
+            }
+        }
         _store.InstallSnapshot(snapshot);
         using (var stream = _snapshots.OpenRead(snapshot))
         {
@@ -626,6 +673,17 @@ public sealed partial class RaftLoop
             Resolve(pending, ProposalStatus.Unknown, default, "a snapshot from the leader replaced this node's log");
         }
         LogSnapshotInstalled(_node.Id, snapshot.Index.Value, snapshot.Term.Value);
+    }
+
+    /// <summary>Received snapshots the core did not install (an old term, another leader, not past the commit): deleted, never current.</summary>
+    private void DiscardStagedSnapshots()
+    {
+        foreach (var (metadata, writer) in _stagedSnapshots)
+        {
+            writer.Dispose();
+            LogSnapshotDiscarded(_node.Id, metadata.Index.Value, metadata.Term.Value);
+        }
+        _stagedSnapshots.Clear();
     }
 
     // ---------------------------------------------------------------- snapshots of our own
@@ -768,6 +826,9 @@ public sealed partial class RaftLoop
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Node} installed the leader's snapshot at {Index}/{Term}")]
     private partial void LogSnapshotInstalled(NodeId node, ulong index, ulong term);
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "{Node} did not install a received snapshot at {Index}/{Term} (an old term, another leader, or not past its commit); its file is deleted")]
+    private partial void LogSnapshotDiscarded(NodeId node, ulong index, ulong term);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "{Node} took a snapshot at {Index}; log compacted through {CompactedTo}")]
     private partial void LogSnapshotTaken(NodeId node, ulong index, ulong compactedTo);

@@ -23,6 +23,12 @@ public sealed record TransportOptions : IValidatedOptions
 
     public int SnapshotChunkBytes { get; init; } = 1024 * 1024;
 
+    /// <summary>Snapshot streams received at once; one more is refused (ResourceExhausted) and its leader tries again later.</summary>
+    public int MaxIncomingSnapshots { get; init; } = 2;
+
+    /// <summary>How long a received snapshot stream may wait for its next chunk before it is dropped with nothing stored.</summary>
+    public int SnapshotChunkTimeoutMs { get; init; } = 10_000;
+
     /// <summary>The first wait before reopening a broken stream; it doubles (with jitter) up to <see cref="ReconnectMaxDelayMs"/>.</summary>
     public int ReconnectMinDelayMs { get; init; } = 50;
 
@@ -53,6 +59,14 @@ public sealed record TransportOptions : IValidatedOptions
         if (SnapshotChunkBytes < 1024 || SnapshotChunkBytes > MaxMessageBytes / 2)
         {
             yield return "SnapshotChunkBytes: must be between 1024 and half of MaxMessageBytes";
+        }
+        if (MaxIncomingSnapshots < 1)
+        {
+            yield return "MaxIncomingSnapshots: must be at least 1";
+        }
+        if (SnapshotChunkTimeoutMs < 1)
+        {
+            yield return "SnapshotChunkTimeoutMs: must be at least 1";
         }
         if (MaxMessageBytes is < 64 * 1024 or > 1024 * 1024 * 1024)
         {
@@ -89,6 +103,12 @@ public interface IPeerHost
 
     void Deliver(Message message);
 
+    /// <summary>
+    /// A received snapshot whose bytes are in <paramref name="staged"/>, checked against their CRC32C but not current. The
+    /// node commits the file only if its core installs the snapshot, and disposes (deletes) it otherwise; it owns it now.
+    /// </summary>
+    void DeliverSnapshot(InstallSnapshot message, ISnapshotWriter staged);
+
     void ReportUnreachable(NodeId peer);
 
     void ReportSnapshotSent(NodeId peer, bool succeeded);
@@ -107,6 +127,9 @@ public interface IPeerHost
 
     /// <summary>A peer message or call was refused: counted.</summary>
     void Refused(NodeId from, string reason);
+
+    /// <summary>Whether <paramref name="node"/> is in this node's configuration in force, and the incarnation it knows for it (0: none).</summary>
+    MembershipAnswer IsMember(NodeId node);
 
     /// <summary>Peers must show a certificate of the cluster CA naming the node they speak for (mutual TLS on).</summary>
     bool PeerCertificatesRequired { get; }
@@ -147,10 +170,14 @@ public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation
     }
 }
 
+/// <summary>A member's answer to "is this node one of your members?": the incarnation it knows (0: none) and the node's address in its configuration.</summary>
+public readonly record struct MembershipAnswer(bool Member, ulong Incarnation, string Address);
+
 /// <summary>Which peer call asks to be heard.</summary>
 public enum PeerCall
 {
     Hello,
+    IsMember,
     Stream,
     InstallSnapshot,
     Forward,
@@ -373,6 +400,28 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             [.. answers.Where(a => a.Code == StatusCode.PermissionDenied).Select(a => (a.Peer, a.Reason))],
             [.. answers.Where(a => a.Code == StatusCode.FailedPrecondition).Select(a => (a.Peer, a.Reason))],
             answers.Count(a => a.Code == StatusCode.OK));
+    }
+
+    /// <summary>
+    /// Asks <paramref name="member"/> whether <paramref name="node"/> is in its configuration in force. Null if
+    /// <paramref name="member"/> is not a peer of this node or gave no answer within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<MembershipAnswer?> AskIsMemberAsync(NodeId member, NodeId node, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (!_senders.TryGetValue(member, out var sender))
+        {
+            return null;
+        }
+        try
+        {
+            var answer = await sender.Client.IsMemberAsync(new Proto.MemberQuery { Node = node.Value }, headers: Headers,
+                deadline: DateTime.UtcNow + timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return new MembershipAnswer(answer.Member, answer.Incarnation, answer.Address);
+        }
+        catch (RpcException)
+        {
+            return null;
+        }
     }
 
     private int _disposed;

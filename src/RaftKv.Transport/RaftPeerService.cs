@@ -6,7 +6,8 @@ using Proto = RaftKv.Transport.Protos;
 namespace RaftKv.Transport;
 
 /// <summary>The receiving side of the peer protocol: hands messages to the node, stores snapshot chunks, runs forwards.</summary>
-internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerService> logger) : Proto.RaftPeer.RaftPeerBase
+internal sealed partial class RaftPeerService(IPeerHost host, IncomingSnapshots incoming, Microsoft.Extensions.Options.IOptions<TransportOptions> options,
+    ILogger<RaftPeerService> logger) : Proto.RaftPeer.RaftPeerBase
 {
     public override async Task<Proto.StreamClosed> Stream(IAsyncStreamReader<Proto.MessageBatch> requestStream, ServerCallContext context)
     {
@@ -55,36 +56,54 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         }
     }
 
+    /// <summary>
+    /// Receives a snapshot: from the member that opened the call only, at most <see cref="TransportOptions.MaxIncomingSnapshots"/>
+    /// at once, each chunk within <see cref="TransportOptions.SnapshotChunkTimeoutMs"/>. The bytes go to a temporary file that
+    /// nothing sees (restart and retention included); if they match the CRC32C on the last chunk, the file goes to the
+    /// node loop, which makes it current only if the core installs the snapshot (Raft's term and leader rules, and an index
+    /// past the commit), and deletes it otherwise. A refused or broken stream leaves every existing snapshot untouched.
+    /// </summary>
     public override async Task<Proto.SnapshotReceived> InstallSnapshot(IAsyncStreamReader<Proto.SnapshotChunk> requestStream, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(context);
         var caller = Admit(context, PeerCall.InstallSnapshot); // before a byte of the snapshot is stored
+        if (!incoming.TryEnter())
+        {
+            host.Refused(caller, $"a snapshot while {options.Value.MaxIncomingSnapshots} are being received");
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"{options.Value.MaxIncomingSnapshots} snapshots are being received; try again later"));
+        }
         InstallSnapshot? install = null;
         ISnapshotWriter? writer = null;
         var crc = new System.IO.Hashing.Crc32(System.IO.Hashing.Crc32ParameterSet.Crc32C);
+        using var stalled = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         try
         {
-            await foreach (var chunk in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+            while (true)
             {
+                stalled.CancelAfter(options.Value.SnapshotChunkTimeoutMs);
+                if (!await requestStream.MoveNext(stalled.Token).ConfigureAwait(false))
+                {
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, "the snapshot stream ended before its last chunk; nothing was stored"));
+                }
+                var chunk = requestStream.Current;
                 if (install is null)
                 {
                     if (chunk.Message is null || MessageMapper.FromProto(chunk.Message) is not InstallSnapshot first || first.To != host.Self)
                     {
                         throw new RpcException(new Status(StatusCode.InvalidArgument, "the first snapshot chunk must carry an InstallSnapshot for this node"));
                     }
-                    var refusal = first.From != caller ? $"a snapshot from {first.From} on {caller}'s call" : null;
-                    if (refusal is not null)
+                    if (first.From != caller)
                     {
+                        var refusal = $"a snapshot from {first.From} on {caller}'s call";
                         host.Refused(caller, refusal);
                         throw new RpcException(new Status(StatusCode.FailedPrecondition, refusal));
                     }
                     install = first;
-                    // Written to a temporary file; nothing is visible (or deleted by retention) until it is committed below.
                     writer = host.Snapshots.Create(install.Snapshot);
                 }
                 crc.Append(chunk.Data.Span);
-                await writer!.Stream.WriteAsync(chunk.Data.Memory, context.CancellationToken).ConfigureAwait(false);
+                await writer!.Stream.WriteAsync(chunk.Data.Memory, stalled.Token).ConfigureAwait(false);
                 if (chunk.Last)
                 {
                     if (crc.GetCurrentHashAsUInt32() != chunk.Crc32C)
@@ -92,14 +111,18 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
                         host.Refused(caller, "a snapshot whose bytes do not match its checksum");
                         throw new RpcException(new Status(StatusCode.DataLoss, "the snapshot's bytes do not match its checksum; nothing was stored"));
                     }
-                    writer.Commit();
                     LogSnapshotReceived(install.From, install.Snapshot.Index.Value);
-                    // The bytes are stored: now the node may install them.
-                    host.Deliver(install);
+                    // The node decides whether these bytes become its snapshot; it owns (and disposes) the file from here.
+                    host.DeliverSnapshot(install, writer);
+                    writer = null;
                     return new Proto.SnapshotReceived { Stored = true };
                 }
             }
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "the snapshot stream ended before its last chunk"));
+        }
+        catch (OperationCanceledException) when (stalled.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            host.Refused(caller, $"a snapshot stream that sent no chunk for {options.Value.SnapshotChunkTimeoutMs} ms");
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"no snapshot chunk for {options.Value.SnapshotChunkTimeoutMs} ms; nothing was stored"));
         }
         catch (FormatException error)
         {
@@ -108,6 +131,7 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         finally
         {
             writer?.Dispose();
+            incoming.Exit();
         }
     }
 
@@ -133,6 +157,15 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
         ArgumentNullException.ThrowIfNull(context);
         Admit(context, PeerCall.Hello);
         return Task.FromResult(new Proto.HelloReply());
+    }
+
+    public override Task<Proto.MemberAnswer> IsMember(Proto.MemberQuery request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Admit(context, PeerCall.IsMember);
+        var answer = host.IsMember(new NodeId(request.Node));
+        return Task.FromResult(new Proto.MemberAnswer { Member = answer.Member, Incarnation = answer.Incarnation, Address = answer.Address });
     }
 
     /// <summary>Hears only peers of this cluster whose data directory is the one it knows; anything else is refused before it is read.</summary>
@@ -162,8 +195,28 @@ internal sealed partial class RaftPeerService(IPeerHost host, ILogger<RaftPeerSe
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "dropped a malformed message from n{From}: {Reason}")]
     private partial void LogMalformed(ulong from, string reason);
 
-    [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "received snapshot {Index} from {Leader}")]
+    [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "received snapshot {Index} from {Leader}; the node installs it or drops it")]
     private partial void LogSnapshotReceived(NodeId leader, ulong index);
+}
+
+/// <summary>How many snapshot streams this node is receiving: at most <see cref="TransportOptions.MaxIncomingSnapshots"/>.</summary>
+public sealed class IncomingSnapshots(Microsoft.Extensions.Options.IOptions<TransportOptions> options)
+{
+    private int _receiving;
+
+    public int Receiving => Volatile.Read(ref _receiving);
+
+    public bool TryEnter()
+    {
+        if (Interlocked.Increment(ref _receiving) <= options.Value.MaxIncomingSnapshots)
+        {
+            return true;
+        }
+        Interlocked.Decrement(ref _receiving);
+        return false;
+    }
+
+    public void Exit() => Interlocked.Decrement(ref _receiving);
 }
 
 /// <summary>Wires the peer service into an ASP.NET Core app.</summary>

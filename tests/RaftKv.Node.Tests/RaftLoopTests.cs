@@ -280,4 +280,57 @@ public sealed class RaftLoopTests
         await loop.WaitAsync(TimeSpan.FromSeconds(10));
         await ticker.WaitAsync(TimeSpan.FromSeconds(10));
     }
+    // ---------------------------------------------------------------- received snapshots are the core's to accept
+
+    private static readonly NodeId N2 = new(2);
+    private static readonly NodeId N3 = new(3);
+
+    /// <summary>A snapshot as the transport stages it: bytes written, checked, not committed.</summary>
+    private static SnapshotMetadata Receive(Harness node, NodeId from, ulong messageTerm, ulong index, ulong snapshotTerm)
+    {
+        var metadata = new SnapshotMetadata(new LogIndex(index), new Term(snapshotTerm), ClusterConfig.Create([N1, N2, N3]));
+        var staged = node.Snapshots.Create(metadata);
+        var state = new SimStateMachine();
+        state.Apply(new LogEntry(metadata.Index, metadata.Term, EntryKind.Normal, Bytes($"from-{from}=v")));
+        state.CaptureSnapshot().WriteTo(staged.Stream);
+        node.Loop.DeliverSnapshot(new InstallSnapshot(from, N1, new Term(messageTerm), metadata), staged);
+        while (node.Loop.ProcessPending())
+        {
+        }
+        return metadata;
+    }
+
+    [Fact]
+    public void A_received_snapshot_becomes_current_only_when_the_core_installs_it()
+    {
+        var node = new Harness(voters: 3);
+
+        var fromLeader = Receive(node, N2, messageTerm: 5, index: 10, snapshotTerm: 4);
+
+        node.Snapshots.Latest.Should().Be(fromLeader, "the leader of the newest term sent it, past this node's commit");
+        node.Raft.Term.Should().Be(new Term(5));
+        node.Raft.Leader.Should().Be(N2);
+        node.Store.Load().BaseIndex.Should().Be(fromLeader.Index, "the log now starts after the snapshot");
+        node.StateMachine.LastApplied.Should().Be(fromLeader.Index, "the state machine was restored from it");
+    }
+
+    [Fact]
+    public void A_received_snapshot_of_an_older_term_or_not_past_the_commit_is_deleted_and_every_existing_snapshot_stays()
+    {
+        var node = new Harness(voters: 3);
+        var current = Receive(node, N2, messageTerm: 5, index: 10, snapshotTerm: 4);
+
+        // A former leader of term 3, or anyone claiming to be one, with a much longer history.
+        Receive(node, N3, messageTerm: 3, index: 50, snapshotTerm: 3);
+        // The leader itself, resending an older snapshot (not past the commit).
+        Receive(node, N2, messageTerm: 5, index: 8, snapshotTerm: 4);
+
+        node.Snapshots.Latest.Should().Be(current);
+        node.Snapshots.Count.Should().Be(1, "neither refused snapshot was ever made current");
+        node.Snapshots.TryGetBytes(new SnapshotMetadata(new LogIndex(50), new Term(3), current.Config), out _).Should().BeFalse();
+        node.Raft.Term.Should().Be(new Term(5));
+        node.Raft.Leader.Should().Be(N2);
+        node.Store.Load().BaseIndex.Should().Be(current.Index);
+        node.StateMachine.LastApplied.Should().Be(current.Index);
+    }
 }
