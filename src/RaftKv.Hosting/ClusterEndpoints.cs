@@ -201,14 +201,16 @@ internal static class ClusterEndpoints
             statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
     }
 
-    private static MembersResponse Describe(RaftNodeHost node, ClusterConfig config, NodeId leader, bool changeInFlight, Dictionary<NodeId, LogIndex>? match)
+    internal static MembersResponse Describe(RaftNodeHost node, ClusterConfig config, NodeId leader, bool changeInFlight, Dictionary<NodeId, LogIndex>? match)
     {
         var members = config.Members.Select(id =>
         {
             var (peer, client) = config.Addresses.TryGetValue(id, out var address) ? MemberAddress.Parse(address) : (null, null);
             var role = config.Voters.Contains(id) ? "voter" : config.Learners.Contains(id) ? "learner" : "outgoing";
             ulong? matched = match is not null && match.TryGetValue(id, out var m) ? m.Value : null;
-            return new MemberResponse(id.ToString(), role, (peer ?? node.Peers.GetValueOrDefault(id))?.ToString(), client?.ToString(), id == leader, matched);
+            // A bootstrap configuration names peer URLs only: then the client URL is what the member says on its peer calls.
+            return new MemberResponse(id.ToString(), role, (peer ?? node.Peers.GetValueOrDefault(id))?.ToString(), (client ?? node.ClientUrlOf(id))?.ToString(),
+                id == leader, matched);
         }).ToList();
         return new MembersResponse(node.Identity.ClusterIdText, leader.IsNone ? null : leader.ToString(), config.IsJoint, changeInFlight || config.IsJoint, members);
     }

@@ -765,6 +765,22 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         return refusal is null ? null : new PeerRefusal(true, refusal);
     }
 
+    public Uri? ClientUrl => _node.HttpUrl;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<NodeId, Uri> _clientUrls = new();
+
+    public void SawClientUrl(NodeId from, Uri clientUrl)
+    {
+        // Only admitted callers get here; the bound is for a long-lived node that saw many members come and go.
+        if (_clientUrls.Count < 1_024 || _clientUrls.ContainsKey(from))
+        {
+            _clientUrls[from] = clientUrl;
+        }
+    }
+
+    /// <summary>Where <paramref name="node"/> serves clients: this node's own URL, or what the node said on its last peer call (null if unknown).</summary>
+    public Uri? ClientUrlOf(NodeId node) => node == Self ? ClientUrl : _clientUrls.GetValueOrDefault(node);
+
     public MembershipAnswer IsMember(NodeId node)
     {
         var config = Config;

@@ -12,6 +12,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using RaftKv.Contracts;
+using RaftKv.Hosting.Dashboard;
 using RaftKv.Node;
 using RaftKv.RaftCore;
 using RaftKv.Storage;
@@ -122,6 +123,7 @@ public static class RaftNodeHosting
         services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         services.AddSingleton<RaftMetrics>();
         services.AddSingleton<RaftAccess>();
+        services.AddSingleton(new RequestHistory(TimeProvider.System));
         services.AddSingleton<RaftNodeHost>();
         services.AddSingleton<IRaftNode>(provider => provider.GetRequiredService<RaftNodeHost>());
         services.AddSingleton<IPeerHost>(provider => provider.GetRequiredService<RaftNodeHost>());
@@ -221,6 +223,8 @@ public static class RaftNodeHosting
         var metrics = app.Services.GetRequiredService<RaftMetrics>();
         app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
         app.UseRateLimiter();
+        var history = app.Services.GetRequiredService<RequestHistory>();
+        app.UseRequestHistory(history);
         var access = app.Services.GetRequiredService<RaftAccess>();
         if (!access.Options.OpenMetrics)
         {
@@ -244,13 +248,27 @@ public static class RaftNodeHosting
         client.MapHealthChecks("/health", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready"), ResponseWriter = ReadinessCheck.WriteAsync });
         client.MapMetrics("/metrics", metrics.Registry);
-        ClusterEndpoints.Map(client, app.Services.GetRequiredService<RaftNodeHost>(), options.MaxRequestBodyBytes);
+        var host = app.Services.GetRequiredService<RaftNodeHost>();
+        ClusterEndpoints.Map(client, host, options.MaxRequestBodyBytes);
+        host.LeaderChanged += (_, changed) => history.LeaderChanged(changed.Leader, changed.Term);
+        DashboardEndpoints.Map(client, host, history, MembersClient(app.Services.GetRequiredService<IOptions<TlsOptions>>().Value));
         var peer = app.MapRaftPeerService();
         if (options.SeparatePorts)
         {
             peer.RequireHost($"*:{options.PeerUrl.Port}");
         }
         return app;
+    }
+
+    /// <summary>How the dashboard asks the other members for their status: their client port, trusting the cluster CA with TLS on.</summary>
+    private static HttpClient MembersClient(TlsOptions tls)
+    {
+        var handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), ConnectTimeout = TimeSpan.FromSeconds(1) };
+        if (tls.Enabled)
+        {
+            handler.SslOptions.RemoteCertificateValidationCallback = TlsTrust.ServerValidator(TlsTrust.LoadCa(tls.CaFile));
+        }
+        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(2) };
     }
 
     /// <summary>

@@ -11,16 +11,27 @@ internal static class StatusEndpoint
 {
     public static async Task<Results<JsonHttpResult<StatusResponse>, JsonHttpResult<ProblemResponse>>> GetAsync(HttpContext http, RaftNodeHost node)
     {
-        Node.NodeStatus status;
-        try
-        {
-            status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(5), http.RequestAborted).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
+        var response = await BuildAsync(node, http.Request.Query.ContainsKey("digest"), http.RequestAborted).ConfigureAwait(false);
+        if (response is null)
         {
             http.Response.Headers.RetryAfter = "1";
             return TypedResults.Json(new ProblemResponse("urn:raftkv:problem:unavailable", "Node busy", 503, "the node loop did not report its status within 5 s"),
                 ContractsJson.Default.ProblemResponse, ProblemResponse.ContentType, 503);
+        }
+        return TypedResults.Json(response, ContractsJson.Default.StatusResponse);
+    }
+
+    /// <summary>This node's status (with the state digest if asked); null if the loop did not answer within 5 s.</summary>
+    public static async Task<StatusResponse?> BuildAsync(RaftNodeHost node, bool withDigest, CancellationToken cancellationToken)
+    {
+        Node.NodeStatus status;
+        try
+        {
+            status = await node.Loop.GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
         }
         var raft = status.Raft;
         var progress = raft.Peers.ToDictionary(p => p.Id);
@@ -43,7 +54,7 @@ internal static class StatusEndpoint
         }).ToList();
         string? digest = null;
         ulong? digestIndex = null;
-        if (http.Request.Query.ContainsKey("digest") && node.StateMachine is IStateDigest digester)
+        if (withDigest && node.StateMachine is IStateDigest digester)
         {
             var (hash, index) = digester.Digest();
             digest = hash.ToString("x16", CultureInfo.InvariantCulture);
@@ -64,6 +75,6 @@ internal static class StatusEndpoint
             peers,
             digest,
             digestIndex);
-        return TypedResults.Json(response, ContractsJson.Default.StatusResponse);
+        return response;
     }
 }

@@ -119,6 +119,12 @@ public interface IPeerHost
     /// <summary>What this node says of itself on every call: its cluster and the incarnation of its data directory.</summary>
     PeerCredentials Credentials { get; }
 
+    /// <summary>Where this node serves clients, sent with every call so that peers can show it (the dashboard, GET /cluster/members).</summary>
+    Uri? ClientUrl { get; }
+
+    /// <summary>An admitted caller said where it serves clients.</summary>
+    void SawClientUrl(NodeId from, Uri clientUrl);
+
     /// <summary>
     /// Whether a call from <paramref name="from"/> with these credentials is heard; null when it is, else why not: its
     /// cluster, its data directory (incarnation) if it is a member, and for <see cref="PeerCall.Forward"/> membership.
@@ -149,12 +155,32 @@ public readonly record struct PeerCredentials(ulong ClusterId, ulong Incarnation
     public const string IncarnationHeader = "raftkv-incarnation";
     public const string FromHeader = "raftkv-from";
 
-    public Metadata ToHeaders(NodeId from) =>
-    [
-        new(ClusterHeader, ClusterId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture)),
-        new(IncarnationHeader, Incarnation.ToString("x16", System.Globalization.CultureInfo.InvariantCulture)),
-        new(FromHeader, from.ToString()),
-    ];
+    /// <summary>Where the caller serves clients (informational, like etcd's X-PeerURLs): members learn each other's client URLs from it.</summary>
+    public const string ClientUrlHeader = "raftkv-client-url";
+
+    public Metadata ToHeaders(NodeId from, Uri? clientUrl = null)
+    {
+        var headers = new Metadata
+        {
+            { ClusterHeader, ClusterId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) },
+            { IncarnationHeader, Incarnation.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) },
+            { FromHeader, from.ToString() },
+        };
+        if (clientUrl is not null)
+        {
+            headers.Add(ClientUrlHeader, clientUrl.ToString());
+        }
+        return headers;
+    }
+
+    /// <summary>The client URL a caller named in its headers, if any and well formed.</summary>
+    public static Uri? ClientUrlFrom(Metadata headers)
+    {
+        ArgumentNullException.ThrowIfNull(headers);
+        return Uri.TryCreate(headers.GetValue(ClientUrlHeader), UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps)
+            ? url
+            : null;
+    }
 
     /// <summary>The sender and its credentials from a call's headers; null if any is missing or malformed.</summary>
     public static (NodeId From, PeerCredentials Credentials)? FromHeaders(Metadata headers)
@@ -240,7 +266,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         SetPeers(peers);
     }
 
-    private Metadata Headers => _headers ??= _host.Credentials.ToHeaders(_host.Self);
+    private Metadata Headers => _headers ??= _host.Credentials.ToHeaders(_host.Self, _host.ClientUrl);
 
     private Metadata? _headers;
 

@@ -189,6 +189,10 @@ internal sealed partial class RaftPeerService(IPeerHost host, IncomingSnapshots 
             host.Refused(caller.From, refusal.Reason);
             throw new RpcException(new Status(refusal.StatusCode, refusal.Reason));
         }
+        if (PeerCredentials.ClientUrlFrom(context.RequestHeaders) is { } clientUrl)
+        {
+            host.SawClientUrl(caller.From, clientUrl);
+        }
         return caller.From;
     }
 
