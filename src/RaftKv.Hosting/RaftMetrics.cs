@@ -35,6 +35,14 @@ internal sealed class RaftMetrics
     private readonly Histogram _replication;
     private readonly Histogram _apply;
     private readonly Histogram _snapshotDuration;
+    private readonly Gauge _gcHeap;
+    private readonly Gauge _gcCommitted;
+    private readonly Counter _gcPause;
+    private readonly Counter _gcAllocated;
+    private readonly Gauge _threadPoolThreads;
+    private readonly Gauge _threadPoolQueue;
+    private readonly Counter _threadPoolCompleted;
+    private readonly Counter _lockContentions;
     private RaftNodeHost? _node;
 
     public RaftMetrics()
@@ -76,6 +84,21 @@ internal sealed class RaftMetrics
         _snapshotDuration = Factory.CreateHistogram("raftkv_snapshot_seconds", "Time to capture and write a snapshot of this node's state.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
         Registry.AddBeforeCollectCallback(CollectAsync);
+        // A custom registry gets none of prometheus-net's defaults: the process and the runtime are added here.
+        // DotNetStats: process_cpu_seconds_total, process_working_set_bytes, process_num_threads, process_open_handles,
+        // dotnet_collection_count_total{generation}, dotnet_total_memory_bytes. prometheus-net's MeterAdapter would
+        // bring the runtime's "System.Runtime" meter too, but exports its counters as gauges named …_count, which
+        // `promtool check metrics` refuses; the few that matter are read from the runtime directly instead.
+        DotNetStats.Register(Registry);
+        _gcHeap = Factory.CreateGauge("dotnet_gc_heap_size_bytes", "Size of the GC heap after the last collection.");
+        _gcCommitted = Factory.CreateGauge("dotnet_gc_committed_bytes", "Memory the GC had committed after the last collection.");
+        _gcPause = Factory.CreateCounter("dotnet_gc_pause_seconds_total", "Time the runtime was paused for garbage collection.");
+        _gcAllocated = Factory.CreateCounter("dotnet_gc_allocated_bytes_total", "Bytes allocated on the managed heap.");
+        _threadPoolThreads = Factory.CreateGauge("dotnet_threadpool_threads", "Threads in the thread pool.");
+        _threadPoolQueue = Factory.CreateGauge("dotnet_threadpool_queued_items", "Work items waiting in the thread pool's queues.");
+        _threadPoolCompleted = Factory.CreateCounter("dotnet_threadpool_completed_items_total", "Work items the thread pool has run.");
+        _lockContentions = Factory.CreateCounter("dotnet_lock_contentions_total", "Times a thread waited for a Monitor lock held by another.");
+        Registry.AddBeforeCollectCallback(CollectRuntime);
     }
 
     public CollectorRegistry Registry { get; }
@@ -105,6 +128,20 @@ internal sealed class RaftMetrics
     public void Forwarded() => _forwarded.Inc();
 
     public void PeerRefused() => _peerRefused.Inc();
+
+    private void CollectRuntime()
+    {
+        var gc = GC.GetGCMemoryInfo();
+        _gcHeap.Set(gc.HeapSizeBytes);
+        _gcCommitted.Set(gc.TotalCommittedBytes);
+        // The runtime keeps these as totals since start: IncTo sets a counter to a total without ever lowering it.
+        _gcPause.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
+        _gcAllocated.IncTo(GC.GetTotalAllocatedBytes());
+        _threadPoolThreads.Set(ThreadPool.ThreadCount);
+        _threadPoolQueue.Set(ThreadPool.PendingWorkItemCount);
+        _threadPoolCompleted.IncTo(ThreadPool.CompletedWorkItemCount);
+        _lockContentions.IncTo(Monitor.LockContentionCount);
+    }
 
     private async Task CollectAsync(CancellationToken cancellationToken)
     {

@@ -66,8 +66,28 @@ public sealed partial class OperationsTests(ITestOutputHelper output)
 
             check.ExitCode.Should().Be(0, $"promtool on {node.NodeId}'s metrics said: {problems}");
             metrics.Should().Contain("raftkv_commit_index").And.Contain("raftkv_peer_lag_entries");
+            // The process and the runtime (issue 15), each with a value a live process cannot report as 0.
+            var samples = MetricSamples(metrics);
+            foreach (var series in new[]
+            {
+                "process_cpu_seconds_total", "process_working_set_bytes", "process_num_threads", "process_start_time_seconds",
+                "dotnet_total_memory_bytes", "dotnet_gc_heap_size_bytes", "dotnet_gc_allocated_bytes_total",
+                "dotnet_threadpool_threads", "dotnet_threadpool_completed_items_total",
+            })
+            {
+                samples.Should().ContainKey(series, $"{node.NodeId}'s /metrics shows the process and the runtime");
+                samples[series].Should().BePositive($"{series} on {node.NodeId}");
+            }
+            samples.Keys.Should().Contain("dotnet_collection_count_total{generation=\"0\"}");
         }
     }
+
+    /// <summary>Each sample line of a Prometheus text page, as series (name and labels) → value.</summary>
+    internal static Dictionary<string, double> MetricSamples(string page) =>
+        page.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(line => !line.StartsWith('#'))
+            .Select(line => (Series: line[..line.LastIndexOf(' ')], Value: line[(line.LastIndexOf(' ') + 1)..]))
+            .ToDictionary(s => s.Series, s => double.TryParse(s.Value, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : double.NaN);
 
     [Fact]
     public async Task The_readme_curl_examples_work_as_written_against_the_quick_start_server()
