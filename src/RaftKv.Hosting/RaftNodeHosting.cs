@@ -109,6 +109,10 @@ public static class RaftNodeHosting
                 .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
                 .MinimumLevel.Override("Grpc", LogEventLevel.Warning)
                 .MinimumLevel.Override("Microsoft.Extensions.Hosting", LogEventLevel.Warning)
+                // "Hosting failed to start" and its stack trace: RunRaftNodeAsync prints one line for each failure it knows
+                // (port in use, a data directory of another node or cluster, one that cannot be created), and the runtime
+                // prints any other exception whole.
+                .MinimumLevel.Override("Microsoft.Extensions.Hosting.Internal.Host", LogEventLevel.Fatal)
                 .Enrich.FromLogContext()
                 .Enrich.WithProperty("node", configuration[RaftConfiguration.Root + ":Node:NodeId"] ?? "n1");
             if (configuration[RaftConfiguration.Root + ":Node:LogFormat"] == "json")

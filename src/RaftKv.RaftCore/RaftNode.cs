@@ -487,10 +487,14 @@ public sealed class RaftNode
     // newest entries (the leader died mid-change), nobody else can win.
     private bool IsPromotable => Config.IsVoter(Id) && _log.PendingSnapshot is null;
 
+    // The only voter of its configuration needs nobody's vote, so there is nothing to wait for: it campaigns at its first
+    // tick (a one-node cluster leads within a tick of starting, and a voter left alone by a removal takes over at once).
+    private bool IsLoneVoter => !Config.IsJoint && Config.Voters.Count == 1 && Config.Voters.Contains(Id);
+
     private void TickElection()
     {
         _electionElapsed++;
-        if (IsPromotable && _electionElapsed >= _randomizedElectionTimeout)
+        if (IsPromotable && (_electionElapsed >= _randomizedElectionTimeout || IsLoneVoter))
         {
             _electionElapsed = 0;
             StartCampaign(_options.PreVote, transfer: false);

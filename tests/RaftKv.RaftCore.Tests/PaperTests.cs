@@ -27,6 +27,25 @@ public sealed class PaperTests
     }
 
     [Fact]
+    public void The_only_voter_leads_after_its_first_tick_while_one_of_three_still_waits_for_its_election_timeout()
+    {
+        var alone = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, PersistentState.Bootstrap(ClusterConfig.Create([N1], learners: [N2])));
+        var ofThree = new TestCluster(3)[1];
+
+        foreach (var node in new[] { alone, ofThree })
+        {
+            node.Tick();
+            while (node.HasReady)
+            {
+                node.Advance(node.GetReady());
+            }
+        }
+
+        alone.Role.Should().Be(Role.Leader, "nobody else's vote is needed");
+        ofThree.Role.Should().Be(Role.Follower);
+    }
+
+    [Fact]
     public void A_vote_is_persisted_before_it_is_sent()
     {
         var node = new TestCluster(3, o => o with { PreVote = false })[1];
