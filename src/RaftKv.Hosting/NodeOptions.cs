@@ -10,7 +10,9 @@ namespace RaftKv.Hosting;
 public sealed class NodeOptions : IValidatedOptions
 {
     /// <summary>This node's id, "n1" or "1".</summary>
-    public string NodeId { get; set; } = "n1";
+    public string NodeId { get; set; } = DefaultNodeId;
+
+    private const string DefaultNodeId = "n1";
 
     /// <summary>Every member and its peer URL: "n1=http://127.0.0.1:9081,n2=...". Empty: this node alone, at <see cref="Peer"/>.</summary>
     public string Peers { get; set; } = "";
@@ -37,11 +39,27 @@ public sealed class NodeOptions : IValidatedOptions
     /// </summary>
     public bool ForceNewCluster { get; set; }
 
-    /// <summary>Where clients connect (HTTP/1.1).</summary>
+    /// <summary>Where clients connect (HTTP/1.1): an IP address, localhost, a wildcard, or a host name (then every address is bound).</summary>
     public string Http { get; set; } = "http://127.0.0.1:8080";
 
     /// <summary>Where peers connect (gRPC over cleartext HTTP/2). Defaults to this node's URL in <see cref="Peers"/>, else port 9080.</summary>
     public string Peer { get; set; } = "";
+
+    /// <summary>
+    /// Where the client listener binds when that is not <see cref="Http"/>'s own address (like etcd's --listen-client-urls
+    /// beside --advertise-client-urls): an IP address, localhost or 0.0.0.0, never a host name. Empty: Http's address, or
+    /// every address when Http names a host.
+    /// </summary>
+    public string ListenHttp { get; set; } = "";
+
+    /// <summary>Where the peer listener binds (like etcd's --listen-peer-urls), with the rules of <see cref="ListenHttp"/>. Empty: from the peer URL.</summary>
+    public string ListenPeer { get; set; } = "";
+
+    /// <summary>
+    /// NAME:REPLICAS:DOMAIN, for a pod of a Kubernetes StatefulSet: the node id comes from the pod's ordinal in its host name
+    /// (NAME-0 is n1) and the members from the replica count (n1=http://NAME-0.DOMAIN:9080, …). Excludes Peers and Join.
+    /// </summary>
+    public string StatefulSet { get; set; } = "";
 
     /// <summary>One tick of the protocol's logical clock (election timeouts and heartbeats count ticks).</summary>
     public int TickMs { get; set; } = 100;
@@ -73,19 +91,35 @@ public sealed class NodeOptions : IValidatedOptions
     /// <summary>Serve the client API only on the client port and the peer service only on the peer port (off for in-process tests).</summary>
     public bool SeparatePorts { get; set; } = true;
 
+    /// <summary>This machine's host name, which names a StatefulSet pod (Kubernetes sets HOSTNAME to the pod's name).</summary>
+    internal string HostName { get; init; } = Environment.GetEnvironmentVariable("HOSTNAME") is { Length: > 0 } name ? name : Environment.MachineName;
+
     // ---- derived, valid only after validation
 
-    public NodeId Id => RaftCore.NodeId.TryParse(NodeId, out var id) ? id : RaftCore.NodeId.None;
+    public NodeId Id => StatefulSetMember() is { } member ? member.Id
+        : RaftCore.NodeId.TryParse(NodeId, out var id) ? id : RaftCore.NodeId.None;
+
+    /// <summary>The member list in force: <see cref="Peers"/>, or the one <see cref="StatefulSet"/> derives.</summary>
+    internal string EffectivePeers => StatefulSetMember() is { } member ? member.Peers : Peers;
+
+    private StatefulSetMember? StatefulSetMember() =>
+        string.IsNullOrWhiteSpace(StatefulSet) ? null
+        : StatefulSetPeers.TryResolve(StatefulSet, HostName, StatefulSetScheme, StatefulSetPeerPort, out var member, out _) ? member : null;
+
+    // Derived members dial the peer port of Peer (9080 without it), over https when Http is https (TLS on).
+    private string StatefulSetScheme => Uri.TryCreate(Http, UriKind.Absolute, out var http) && http.Scheme == Uri.UriSchemeHttps ? "https" : "http";
+
+    private int StatefulSetPeerPort => Uri.TryCreate(Peer, UriKind.Absolute, out var peer) && !peer.IsDefaultPort ? peer.Port : 9080;
 
     public IReadOnlyDictionary<NodeId, Uri> PeerUrls()
     {
         var peers = new SortedDictionary<NodeId, Uri>();
-        if (string.IsNullOrWhiteSpace(Peers))
+        if (string.IsNullOrWhiteSpace(EffectivePeers))
         {
             peers[Id] = new Uri(string.IsNullOrWhiteSpace(Peer) ? "http://127.0.0.1:9080" : Peer);
             return peers;
         }
-        foreach (var part in Peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var part in EffectivePeers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var split = part.IndexOf('=', StringComparison.Ordinal);
             if (RaftCore.NodeId.TryParse(part[..split], out var id))
@@ -100,14 +134,25 @@ public sealed class NodeOptions : IValidatedOptions
 
     public Uri HttpUrl => new(Http);
 
+    /// <summary>Where the client listener binds: <see cref="ListenHttp"/>, else <see cref="Http"/> (a host name there binds every address).</summary>
+    public Uri HttpListenUrl => string.IsNullOrWhiteSpace(ListenHttp) ? HttpUrl : new Uri(ListenHttp);
+
+    /// <summary>Where the peer listener binds: <see cref="ListenPeer"/>, else the peer URL (a host name there binds every address).</summary>
+    public Uri PeerListenUrl => string.IsNullOrWhiteSpace(ListenPeer) ? PeerUrl : new Uri(ListenPeer);
+
     public TimeSpan RequestTimeout => TimeSpan.FromMilliseconds(RequestTimeoutMs);
 
     public IEnumerable<string> Validate()
     {
         var failures = new List<string>();
+        failures.AddRange(ValidateStatefulSet());
         if (!RaftCore.NodeId.TryParse(NodeId, out var self))
         {
             failures.Add($"NodeId: '{NodeId}' is not a node id (use n1, n2, … or 1, 2, …)");
+        }
+        if (StatefulSetMember() is { } member)
+        {
+            self = member.Id;
         }
         failures.AddRange(ValidatePeers(self));
         if (!string.IsNullOrWhiteSpace(Join) && !IsHttpUrl(Join))
@@ -118,21 +163,30 @@ public sealed class NodeOptions : IValidatedOptions
         {
             failures.Add("Join: a joining node learns the members from the cluster; leave Peers empty (set Peer to this node's own peer URL)");
         }
-        if (!IsListenUrl(Http))
+        if (!IsNodeUrl(Http))
         {
-            failures.Add($"Http: '{Http}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address or localhost)");
+            failures.Add($"Http: '{Http}' is not an http:// (or https://) URL with a port and a host (an IP address, a host name, or 0.0.0.0 for every address)");
         }
-        if (!string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(Peer))
+        if (!string.IsNullOrWhiteSpace(Peer) && !IsNodeUrl(Peer))
         {
-            failures.Add($"Peer: '{Peer}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address or localhost)");
+            failures.Add($"Peer: '{Peer}' is not an http:// (or https://) URL with a port and a host (an IP address, a host name, or 0.0.0.0 for every address)");
         }
-        if (failures.Count == 0 && string.IsNullOrWhiteSpace(Peer) && !IsListenUrl(PeerUrl.ToString()))
+        if (failures.Count == 0 && string.IsNullOrWhiteSpace(Peer) && !IsNodeUrl(PeerUrl.ToString()))
         {
-            failures.Add($"Peer: this node listens for peers at its own URL in Peers ({PeerUrl}), which names no address to listen on; set Peer (for example http://0.0.0.0:{PeerUrl.Port})");
+            failures.Add($"Peers: this node's own URL ({PeerUrl}) names no host to listen on; set Peer (for example http://0.0.0.0:{PeerUrl.Port})");
         }
-        if (failures.Count == 0 && HttpUrl.Port == PeerUrl.Port)
+        foreach (var (name, value) in new[] { (nameof(ListenHttp), ListenHttp), (nameof(ListenPeer), ListenPeer) })
         {
-            failures.Add($"Peer: the peer port {PeerUrl.Port} must differ from the client port in Http");
+            if (!string.IsNullOrWhiteSpace(value) && !IsListenUrl(value))
+            {
+                failures.Add($"{name}: '{value}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address, localhost, or 0.0.0.0 for every address; a host name belongs in {(name == nameof(ListenHttp) ? "Http" : "Peer")})");
+            }
+        }
+        if (failures.Count == 0 && HttpListenUrl.Port == PeerListenUrl.Port)
+        {
+            failures.Add(string.IsNullOrWhiteSpace(ListenHttp) && string.IsNullOrWhiteSpace(ListenPeer)
+                ? $"Peer: the peer port {PeerUrl.Port} must differ from the client port in Http"
+                : $"ListenPeer: the peer listener's port {PeerListenUrl.Port} must differ from the client listener's");
         }
         if (ClusterToken.Length > 256)
         {
@@ -157,14 +211,40 @@ public sealed class NodeOptions : IValidatedOptions
         return failures;
     }
 
+    private IEnumerable<string> ValidateStatefulSet()
+    {
+        if (string.IsNullOrWhiteSpace(StatefulSet))
+        {
+            yield break;
+        }
+        if (!StatefulSetPeers.TryResolve(StatefulSet, HostName, StatefulSetScheme, StatefulSetPeerPort, out var member, out var error))
+        {
+            yield return "StatefulSet: " + error;
+            yield break;
+        }
+        if (!string.IsNullOrWhiteSpace(Peers))
+        {
+            yield return "StatefulSet: the members come from the replica count; leave Peers empty";
+        }
+        if (!string.IsNullOrWhiteSpace(Join))
+        {
+            yield return "StatefulSet: a StatefulSet's pods bootstrap the cluster together; leave Join empty";
+        }
+        // NodeId left at its default is simply replaced; one given on purpose must agree.
+        if (NodeId != DefaultNodeId && RaftCore.NodeId.TryParse(NodeId, out var given) && given != member.Id)
+        {
+            yield return $"NodeId: '{NodeId}', but StatefulSet makes host {HostName} {member.Id}; leave NodeId out";
+        }
+    }
+
     private IEnumerable<string> ValidatePeers(NodeId self)
     {
-        if (string.IsNullOrWhiteSpace(Peers))
+        if (string.IsNullOrWhiteSpace(EffectivePeers))
         {
             yield break;
         }
         var seen = new HashSet<NodeId>();
-        foreach (var part in Peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var part in EffectivePeers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var split = part.IndexOf('=', StringComparison.Ordinal);
             if (split <= 0 || !RaftCore.NodeId.TryParse(part[..split], out var id))
@@ -187,7 +267,7 @@ public sealed class NodeOptions : IValidatedOptions
         }
         if (seen.Count == 0)
         {
-            yield return $"Peers: '{Peers}' lists no member (leave it empty for a single-node cluster)";
+            yield return $"Peers: '{EffectivePeers}' lists no member (leave it empty for a single-node cluster)";
         }
         if (seen.Count > 7)
         {
@@ -207,8 +287,12 @@ public sealed class NodeOptions : IValidatedOptions
         Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
         && !uri.IsDefaultPort && uri.AbsolutePath == "/";
 
-    /// <summary>An http:// URL this node can listen on: an IP address, localhost, or 0.0.0.0 / * / + for every address.</summary>
+    /// <summary>An http:// URL a listener can bind: an IP address, localhost, or 0.0.0.0 / * / + for every address.</summary>
     private static bool IsListenUrl(string text) =>
         IsHttpUrl(text) && new Uri(text) is var uri
         && (uri.Host is "localhost" or "*" or "+" || uri.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6);
+
+    /// <summary>One of this node's own URLs: what <see cref="IsListenUrl"/> takes, or a host name (then every address is bound).</summary>
+    private static bool IsNodeUrl(string text) =>
+        IsListenUrl(text) || (IsHttpUrl(text) && new Uri(text).HostNameType == UriHostNameType.Dns);
 }

@@ -45,13 +45,23 @@ public static class RaftConfiguration
         foreach (DictionaryEntry variable in variables ?? Environment.GetEnvironmentVariables())
         {
             var name = (string)variable.Key;
-            if (name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) && name.Contains("__", StringComparison.Ordinal))
+            if (name.StartsWith(EnvironmentPrefix, StringComparison.OrdinalIgnoreCase) && name.Contains("__", StringComparison.Ordinal)
+                && !IsAspNetCoreForm(name))
             {
                 settings[Root + ":" + name[EnvironmentPrefix.Length..].Replace("__", ":", StringComparison.Ordinal)] = (string?)variable.Value;
             }
         }
         return configuration.AddInMemoryCollection(settings);
     }
+
+    /// <summary>
+    /// RaftKv__Node__TickMs is ASP.NET Core's own form of RaftKv:Node:TickMs (what containers and Kubernetes manifests
+    /// write), read by its environment source: not this one's to read as a section "_Node". The earlier
+    /// RAFTKV__RaftKv__TickMs still is, and is refused as the section "_RaftKv".
+    /// </summary>
+    private static bool IsAspNetCoreForm(string name) =>
+        name.AsSpan(EnvironmentPrefix.Length).StartsWith("_", StringComparison.Ordinal)
+        && !name.AsSpan(EnvironmentPrefix.Length + 1).StartsWith(Root + "__", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Command-line switches: --{Name} and --{kebab-name} for every setting of every section. A name that two sections

@@ -179,6 +179,8 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
             observer: this, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
         _metrics.Attach(this);
         LogStarting(Self, directory, identity.ClusterIdText, state.LastIndex.Value, state.HardState.Term.Value, config);
+        var (httpBound, peerBound) = (Bound(_node.HttpListenUrl), Bound(_node.PeerListenUrl));
+        LogListening(Self, _node.Http, httpBound, _node.PeerUrl, peerBound);
 
         _loopTask = Loop.RunAsync(_stopping.Token);
         _ = _loopTask.ContinueWith(t =>
@@ -848,6 +850,14 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "{Node} starting from {Directory} (cluster {Cluster}): last index {LastIndex}, term {Term}, {Config}")]
     private partial void LogStarting(NodeId node, string directory, string cluster, ulong lastIndex, ulong term, ClusterConfig config);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Information, Message = "{Node} serves clients at {Http} (bound to {HttpListen}) and peers at {Peer} (bound to {PeerListen})")]
+    private partial void LogListening(NodeId node, string http, string httpListen, Uri peer, string peerListen);
+
+    /// <summary>What a listener binds, as RaftNodeHosting.Listen does: a host name or a wildcard is every address.</summary>
+    private static string Bound(Uri url) =>
+        url.Host == "localhost" || (url.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 && url.Host != "0.0.0.0")
+            ? url.Authority : "every address, port " + url.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "{Node} joins cluster {Cluster} through {Member} ({Members} members known); it waits, with no configuration, to be added as a learner")]
     private partial void LogJoining(NodeId node, string member, string cluster, int members);

@@ -114,7 +114,7 @@ public static class RaftNodeHosting
                 // prints any other exception whole.
                 .MinimumLevel.Override("Microsoft.Extensions.Hosting.Internal.Host", LogEventLevel.Fatal)
                 .Enrich.FromLogContext()
-                .Enrich.WithProperty("node", configuration[RaftConfiguration.Root + ":Node:NodeId"] ?? "n1");
+                .Enrich.WithProperty("node", NodeName(provider, configuration));
             if (configuration[RaftConfiguration.Root + ":Node:LogFormat"] == "json")
             {
                 logging.WriteTo.Console(new RenderedCompactJsonFormatter());
@@ -155,7 +155,7 @@ public static class RaftNodeHosting
                 var node = http.RequestServices.GetRequiredService<IOptions<NodeOptions>>().Value;
                 // Peers and health checks are never limited: only clients, per address.
                 if (node.RateLimitPerSecond == 0 || http.Request.Path.StartsWithSegments("/health")
-                    || (node.SeparatePorts && http.Connection.LocalPort == node.PeerUrl.Port) || http.Request.ContentType == "application/grpc")
+                    || (node.SeparatePorts && http.Connection.LocalPort == node.PeerListenUrl.Port) || http.Request.ContentType == "application/grpc")
                 {
                     return System.Threading.RateLimiting.RateLimitPartition.GetNoLimiter("unlimited");
                 }
@@ -191,15 +191,15 @@ public static class RaftNodeHosting
             if (!tls.Enabled)
             {
                 // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
-                Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1, https: null);
-                Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2, https: null);
+                Listen(kestrel, settings.HttpListenUrl, HttpProtocols.Http1, https: null);
+                Listen(kestrel, settings.PeerListenUrl, HttpProtocols.Http2, https: null);
                 return;
             }
             var certificate = tls.LoadCertificate();
             var ca = TlsTrust.LoadCa(tls.CaFile);
-            Listen(kestrel, settings.HttpUrl, HttpProtocols.Http1AndHttp2, new HttpsConnectionAdapterOptions { ServerCertificate = certificate });
+            Listen(kestrel, settings.HttpListenUrl, HttpProtocols.Http1AndHttp2, new HttpsConnectionAdapterOptions { ServerCertificate = certificate });
             // Peers: mutual TLS. Only certificates of the cluster CA get a connection; which member it is, the peer service checks.
-            Listen(kestrel, settings.PeerUrl, HttpProtocols.Http2, new HttpsConnectionAdapterOptions
+            Listen(kestrel, settings.PeerListenUrl, HttpProtocols.Http2, new HttpsConnectionAdapterOptions
             {
                 ServerCertificate = certificate,
                 ClientCertificateMode = ClientCertificateMode.RequireCertificate,
@@ -225,6 +225,10 @@ public static class RaftNodeHosting
         ArgumentNullException.ThrowIfNull(app);
         var options = app.Services.GetRequiredService<IOptions<NodeOptions>>().Value;
         var metrics = app.Services.GetRequiredService<RaftMetrics>();
+        if (options.SeparatePorts)
+        {
+            app.Use(ListenerPort.Enforce);
+        }
         app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
         app.UseRateLimiter();
         var history = app.Services.GetRequiredService<RequestHistory>();
@@ -259,7 +263,7 @@ public static class RaftNodeHosting
         var peer = app.MapRaftPeerService();
         if (options.SeparatePorts)
         {
-            peer.RequireHost($"*:{options.PeerUrl.Port}");
+            peer.WithMetadata(new ListenerPort(options.PeerListenUrl.Port));
         }
         return app;
     }
@@ -290,7 +294,7 @@ public static class RaftNodeHosting
         var options = endpoints.ServiceProvider.GetRequiredService<IOptions<NodeOptions>>().Value;
         if (options.SeparatePorts)
         {
-            group.RequireHost($"*:{options.HttpUrl.Port}");
+            group.WithMetadata(new ListenerPort(options.HttpListenUrl.Port));
         }
         return group;
     }
@@ -359,14 +363,47 @@ public static class RaftNodeHosting
         {
             kestrel.ListenLocalhost(url.Port, Configure);
         }
-        else if (url.Host is "0.0.0.0" or "*" or "+")
+        else if (url.Host is not ("0.0.0.0" or "*" or "+") && IPAddress.TryParse(url.DnsSafeHost, out var address))
         {
-            kestrel.ListenAnyIP(url.Port, Configure);
+            kestrel.Listen(address, url.Port, Configure);
         }
         else
         {
-            kestrel.Listen(IPAddress.Parse(url.DnsSafeHost), url.Port, Configure);
+            // A wildcard, or a host name (what a container platform gives a node): every address. Binding only what the name
+            // resolves to would fail in a pod whose DNS record appears only once it is ready.
+            kestrel.ListenAnyIP(url.Port, Configure);
         }
+    }
+
+    /// <summary>The node id for log lines: the one in force (a StatefulSet pod's comes from its host name), or as configured while the settings are bad.</summary>
+    private static string NodeName(IServiceProvider provider, IConfiguration configuration)
+    {
+        try
+        {
+            return provider.GetRequiredService<IOptions<NodeOptions>>().Value.Id.ToString();
+        }
+        catch (OptionsValidationException)
+        {
+            return configuration[RaftConfiguration.Root + ":Node:NodeId"] ?? "n1";
+        }
+    }
+}
+
+/// <summary>
+/// Route metadata: the endpoint is served only on connections to this local port (the client listener or the peer
+/// listener). The local port, not the Host header's: behind a published container port or a Service, clients write the
+/// port they dialled, which need not be the one the node listens on.
+/// </summary>
+internal sealed record ListenerPort(int Port)
+{
+    public static Task Enforce(HttpContext http, RequestDelegate next)
+    {
+        if (http.GetEndpoint()?.Metadata.GetMetadata<ListenerPort>() is { } only && http.Connection.LocalPort != only.Port)
+        {
+            http.Response.StatusCode = StatusCodes.Status404NotFound;
+            return Task.CompletedTask;
+        }
+        return next(http);
     }
 }
 

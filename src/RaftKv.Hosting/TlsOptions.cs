@@ -66,8 +66,11 @@ internal sealed class SchemesMatchTlsValidator(IOptions<TlsOptions> tls) : IVali
             return ValidateOptionsResult.Skip; // the Tls section is reported on its own
         }
         var scheme = enabled ? "https" : "http";
-        var urls = new List<(string Setting, string Url)> { ("Http", options.Http), ("Peer", options.Peer), ("Join", options.Join) };
-        urls.AddRange(options.Peers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        var urls = new List<(string Setting, string Url)>
+        {
+            ("Http", options.Http), ("Peer", options.Peer), ("Join", options.Join), ("ListenHttp", options.ListenHttp), ("ListenPeer", options.ListenPeer),
+        };
+        urls.AddRange(options.EffectivePeers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(part => ("Peers", part[(part.IndexOf('=', StringComparison.Ordinal) + 1)..])));
         var wrong = urls.Where(u => u.Url.Length > 0 && Uri.TryCreate(u.Url, UriKind.Absolute, out var uri) && uri.Scheme != scheme).ToList();
         return wrong.Count == 0

@@ -31,6 +31,7 @@ public sealed class ConfigurationTests
             ["raftkv_Transport__OutboxCapacity"] = "12",
             ["RAFTKV_ENDPOINTS"] = "http://127.0.0.1:8081", // the client's, not a setting
             ["OTHER__Thing"] = "x",
+            ["RaftKv__Node__DataDir"] = "/var/lib/raftkv", // ASP.NET Core's form, read by its own environment source
         };
 
         var configuration = new ConfigurationBuilder().AddRaftKvEnvironment(variables).Build();
@@ -38,6 +39,18 @@ public sealed class ConfigurationTests
         configuration["RaftKv:Node:TickMs"].Should().Be("50");
         configuration["RaftKv:Transport:OutboxCapacity"].Should().Be("12");
         configuration.AsEnumerable().Where(kv => kv.Value is not null).Should().HaveCount(2);
+    }
+
+    [Fact]
+    public void A_container_variable_RaftKv__Section__Name_is_left_to_aspnet_and_the_earlier_form_is_still_refused()
+    {
+        var variables = new Hashtable { ["RaftKv__Node__DataDir"] = "/var/lib/raftkv", ["RAFTKV__RaftKv__TickMs"] = "50" };
+
+        var configuration = new ConfigurationBuilder().AddRaftKvEnvironment(variables).Build();
+
+        // ASP.NET Core's own environment source reads RaftKv__Node__DataDir as RaftKv:Node:DataDir; this one must not read
+        // it again as a section "_Node" (which stopped every container at start). The earlier form names "_RaftKv": refused.
+        configuration.GetSection("RaftKv").GetChildren().Select(c => c.Key).Should().Equal("_RaftKv");
     }
 
     [Theory]

@@ -11,13 +11,21 @@ public sealed class LocalCluster : IAsyncDisposable
 {
     private readonly List<ServerProcess> _nodes = [];
 
-    private LocalCluster(string directory, Faults.NetworkLab? lab, IReadOnlyList<string> extraArguments, string? serverDll)
+    private LocalCluster(string directory, Faults.NetworkLab? lab, IReadOnlyList<string> extraArguments, string? serverDll, HostNames names)
     {
         Directory = directory;
         Lab = lab;
         _extraArguments = extraArguments;
         _serverDll = serverDll;
+        _names = names;
     }
+
+    private readonly HostNames _names;
+
+    /// <summary>The name every node slot's URLs use: n1 is raftkv-1 (<see cref="HostNames.PerNode"/>).</summary>
+    public static string HostNameOf(int slot) => "raftkv-" + (slot + 1).ToString(CultureInfo.InvariantCulture);
+
+    private string HostsFile => Path.Combine(Directory, "hosts");
 
     private readonly IReadOnlyList<string> _extraArguments;
     private readonly string? _serverDll;
@@ -38,18 +46,36 @@ public sealed class LocalCluster : IAsyncDisposable
     /// own namespace of <paramref name="lab"/> (which the cluster then owns and removes). <paramref name="spares"/> slots are kept
     /// for nodes that may join later (n{size+1}, …): their addresses are fixed now, so that clients can list them from the
     /// start; <see cref="StartSpareAsync"/> starts the next one. In a lab each needs its own namespace.
+    /// <paramref name="names"/> (on loopback only): what the nodes' URLs and the clients name instead of 127.0.0.1, as a
+    /// container platform's DNS names are used.
     /// </summary>
     public static async Task<LocalCluster> StartAsync(int size, IEnumerable<string>? extraArguments = null, Faults.NetworkLab? lab = null,
-        string? serverDll = null, int spares = 0, bool secure = false)
+        string? serverDll = null, int spares = 0, bool secure = false, HostNames names = HostNames.Addresses)
     {
+        if (names != HostNames.Addresses && (lab is not null || secure))
+        {
+            throw new NotSupportedException("host names run on loopback, without TLS");
+        }
         var directory = Path.Combine(Path.GetTempPath(), "raftkv-cluster-" + Guid.NewGuid().ToString("N")[..12]);
         var security = secure ? Security.Create(Path.Combine(directory, "security"), size + spares, lab) : null;
-        var cluster = new LocalCluster(directory, lab, [.. extraArguments ?? [], .. security?.ArgumentsFor ?? []], serverDll) { Secured = security };
+        var cluster = new LocalCluster(directory, lab, [.. extraArguments ?? [], .. security?.ArgumentsFor ?? []], serverDll, names) { Secured = security };
         extraArguments = cluster._extraArguments;
         var all = size + spares;
         var taken = lab is null ? FreePorts.Take(2 * all) : [.. Enumerable.Repeat(8080, all), .. Enumerable.Repeat(9080, all)];
         int[] ports = [.. taken[..size], .. taken[all..(all + size)]];
-        string Host(int i) => lab is null ? "127.0.0.1" : lab.Address(i);
+        string Host(int i) => lab is not null ? lab.Address(i) : names switch
+        {
+            HostNames.Localhost => "localhost",
+            HostNames.PerNode => HostNameOf(i),
+            _ => "127.0.0.1",
+        };
+        if (names == HostNames.PerNode)
+        {
+            // The nodes' own /etc/hosts (see PlacementOf): every slot's name is 127.0.0.1.
+            System.IO.Directory.CreateDirectory(directory);
+            File.WriteAllText(cluster.HostsFile, "127.0.0.1 localhost\n::1 localhost\n"
+                + string.Concat(Enumerable.Range(0, size + spares).Select(i => $"127.0.0.1 {HostNameOf(i)}\n")));
+        }
         for (var j = 0; j < spares; j++)
         {
             var slot = size + j;
@@ -152,6 +178,25 @@ public sealed class LocalCluster : IAsyncDisposable
             return Lab.CreateHandler();
         }
         var handler = new SocketsHttpHandler();
+        if (_names == HostNames.PerNode)
+        {
+            // The slots' names exist only in the nodes' /etc/hosts: the tests' clients dial 127.0.0.1 for them.
+            handler.ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    var host = context.DnsEndPoint.Host.StartsWith("raftkv-", StringComparison.Ordinal) ? "127.0.0.1" : context.DnsEndPoint.Host;
+                    await socket.ConnectAsync(host, context.DnsEndPoint.Port, cancellationToken).ConfigureAwait(false);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
         if (Secured is { } security)
         {
             handler.SslOptions.RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(security.Ca);
@@ -159,10 +204,35 @@ public sealed class LocalCluster : IAsyncDisposable
         return handler;
     }
 
-    private ServerProcess.Placement PlacementOf(int slot) =>
-        Lab is not null
-            ? new ServerProcess.Placement(Lab.Address(slot), Lab.Launcher(slot), Lab.CreateHandler)
-            : new ServerProcess.Placement("127.0.0.1", [], CreateClientHandler, Secured is null ? "http" : "https", Secured?.Token);
+    private ServerProcess.Placement PlacementOf(int slot) => (Lab, _names) switch
+    {
+        ({ } lab, _) => new ServerProcess.Placement(lab.Address(slot), lab.Launcher(slot), lab.CreateHandler),
+        // Each node runs in a mount namespace of its own whose /etc/hosts names every slot 127.0.0.1 (root and unshare):
+        // its peers dial them by name through the system resolver, as containers do. The tests' clients map the names.
+        (null, HostNames.PerNode) => new ServerProcess.Placement(HostNameOf(slot),
+            ["unshare", "--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"", HostsFile], CreateClientHandler),
+        _ => new ServerProcess.Placement(_names == HostNames.Localhost ? "localhost" : "127.0.0.1", [], CreateClientHandler,
+            Secured is null ? "http" : "https", Secured?.Token),
+    };
+
+    /// <summary>Whether this machine can give a process its own /etc/hosts (<see cref="HostNames.PerNode"/>): root, and unshare works.</summary>
+    public static bool CanNameHosts()
+    {
+        try
+        {
+            using var probe = Process.Start(new ProcessStartInfo("unshare", ["--mount", "true"]) { RedirectStandardError = true, UseShellExecute = false });
+            if (probe is null)
+            {
+                return false;
+            }
+            probe.WaitForExit(10_000);
+            return probe.HasExited && probe.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false; // no unshare
+        }
+    }
 
     /// <summary>A cluster CA, a certificate per node slot, and a tokens file with one admin token (what every test client uses).</summary>
     public sealed class Security
@@ -330,4 +400,12 @@ public sealed class LocalCluster : IAsyncDisposable
             // A log still held open by a dying process; the temporary folder is cleaned by the OS later.
         }
     }
+}
+
+/// <summary>What a local cluster's URLs name: addresses (127.0.0.1), "localhost", or a name per node (raftkv-1, raftkv-2, …).</summary>
+public enum HostNames
+{
+    Addresses,
+    Localhost,
+    PerNode,
 }
