@@ -91,6 +91,88 @@ internal static class KvCommands
         return command;
     }
 
+    public static Command List(CliContext context)
+    {
+        var prefix = new Argument<string>("prefix") { Description = "List the keys that start with this (\"\" for every key)" };
+        var limit = new Option<int>("--limit", "-n") { Description = "At most this many keys (1 to 1000 per page; with --all, the page size)", DefaultValueFactory = _ => 100 };
+        var all = new Option<bool>("--all") { Description = "Every key with the prefix, page after page" };
+        var count = new Option<bool>("--count") { Description = "Print only how many keys have the prefix" };
+        var consistency = new Option<string>("--consistency", "-c")
+        {
+            Description = "linearizable (the default) or stale",
+            DefaultValueFactory = _ => "linearizable",
+        };
+        consistency.AcceptOnlyFromAmong("linearizable", "stale");
+        var command = new Command("list", """
+            List keys by prefix, in key order: one "key<TAB>value" line each (values on one line, newlines as \n).
+            A listing cut short by --limit says so on stderr. Exit code 3 if no key has the prefix.
+
+            Examples:
+              raft-cli list services/
+              raft-cli list services/ --all --output json
+              raft-cli list "" --count
+            """);
+        command.Arguments.Add(prefix);
+        command.Options.Add(limit);
+        command.Options.Add(all);
+        command.Options.Add(count);
+        command.Options.Add(consistency);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            if (result.GetValue(limit) is < 1 or > 1_000)
+            {
+                throw new UsageException($"--limit: {result.GetValue(limit)} is not from 1 to 1000");
+            }
+            using var client = context.Client(result);
+            var mode = result.GetValue(consistency) == "stale" ? Consistency.Stale : Consistency.Linearizable;
+            var name = result.GetValue(prefix)!;
+            if (result.GetValue(count))
+            {
+                var counted = await client.ListAsync(name, 1, null, countOnly: true, mode, cancellationToken).ConfigureAwait(false);
+                if (context.Json(result))
+                {
+                    CliContext.WriteJson(counted, CliJson.Default.KvListResponse);
+                }
+                else
+                {
+                    Console.Out.WriteLine(counted.Count);
+                }
+                return counted.Count > 0 ? ExitCodes.Ok : ExitCodes.NotFound;
+            }
+            KvListResponse page;
+            if (result.GetValue(all))
+            {
+                var items = new List<KvListItem>();
+                await foreach (var item in client.ListAllAsync(name, result.GetValue(limit), mode, cancellationToken).ConfigureAwait(false))
+                {
+                    items.Add(item);
+                }
+                page = new KvListResponse(items, items.Count, false, null, 0, 0, null);
+            }
+            else
+            {
+                page = await client.ListAsync(name, result.GetValue(limit), null, countOnly: false, mode, cancellationToken).ConfigureAwait(false);
+            }
+            if (context.Json(result))
+            {
+                CliContext.WriteJson(page, CliJson.Default.KvListResponse);
+            }
+            else
+            {
+                foreach (var item in page.Items)
+                {
+                    Console.Out.WriteLine(item.Key + "\t" + item.Value.Replace("\n", "\\n", StringComparison.Ordinal));
+                }
+                if (page.More)
+                {
+                    Console.Error.WriteLine($"raft-cli: {page.Items.Count} of {page.Count} keys shown; more after '{page.Next}' (--all lists every one)");
+                }
+            }
+            return page.Items.Count > 0 ? ExitCodes.Ok : ExitCodes.NotFound;
+        }));
+        return command;
+    }
+
     public static Command Delete(CliContext context)
     {
         var key = new Argument<string>("key") { Description = "The key" };
@@ -186,6 +268,7 @@ internal static class KvCommands
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
 [JsonSerializable(typeof(KvResponse))]
+[JsonSerializable(typeof(KvListResponse))]
 [JsonSerializable(typeof(IReadOnlyList<EndpointStatus>))]
 [JsonSerializable(typeof(IReadOnlyList<HealthReport>))]
 [JsonSerializable(typeof(BenchmarkReport))]

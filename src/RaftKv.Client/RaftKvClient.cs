@@ -117,6 +117,54 @@ public sealed class RaftKvClient : IDisposable
         return SendAsync(new CommandRequest { Type = "GET", Key = key, Consistency = consistency == Consistency.Stale ? "stale" : null }, write: false, cancellationToken);
     }
 
+    /// <summary>
+    /// One page of the keys that start with <paramref name="prefix"/> ("" for all), in ordinal key order, after the key
+    /// <paramref name="after"/>; at most <paramref name="limit"/> (1 to 1,000). When the answer says More, ask again with
+    /// after = its Next. With <paramref name="countOnly"/>, only Count.
+    /// </summary>
+    public Task<KvListResponse> ListAsync(string prefix, int limit = 100, string? after = null, bool countOnly = false,
+        Consistency consistency = Consistency.Linearizable, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1_000);
+        var query = new System.Text.StringBuilder("/kv?prefix=").Append(Uri.EscapeDataString(prefix))
+            .Append("&limit=").Append(limit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (after is not null)
+        {
+            query.Append("&after=").Append(Uri.EscapeDataString(after));
+        }
+        if (countOnly)
+        {
+            query.Append("&countOnly=true");
+        }
+        if (consistency == Consistency.Stale)
+        {
+            query.Append("&consistency=stale");
+        }
+        return AdminAsync(HttpMethod.Get, query.ToString(), null, ContractsJson.Default.KvListResponse, change: false, cancellationToken);
+    }
+
+    /// <summary>Every key with <paramref name="prefix"/>, page after page (each page a linearizable read of its own).</summary>
+    public async IAsyncEnumerable<KvListItem> ListAllAsync(string prefix, int pageSize = 1_000, Consistency consistency = Consistency.Linearizable,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        string? after = null;
+        while (true)
+        {
+            var page = await ListAsync(prefix, pageSize, after, countOnly: false, consistency, cancellationToken).ConfigureAwait(false);
+            foreach (var item in page.Items)
+            {
+                yield return item;
+            }
+            if (!page.More || page.Next is null)
+            {
+                yield break;
+            }
+            after = page.Next;
+        }
+    }
+
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value }, cancellationToken);
 

@@ -13,6 +13,7 @@ namespace RaftKv.Contracts;
     UseStringEnumConverter = true)]
 [JsonSerializable(typeof(CommandRequest))]
 [JsonSerializable(typeof(KvResponse))]
+[JsonSerializable(typeof(KvListResponse))]
 [JsonSerializable(typeof(ProblemResponse))]
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(HealthResponse))]

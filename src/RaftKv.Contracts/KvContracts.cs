@@ -39,3 +39,13 @@ public sealed record KvResponse(bool Ok, string? Value, bool Found, ulong Versio
     [JsonIgnore]
     public bool CasMismatch => Error == CasMismatchError;
 }
+
+/// <summary>
+/// GET /kv?prefix=…: one page of the keys that start with the prefix, in ordinal (UTF-16) key order. <see cref="Count"/>
+/// is how many keys have the prefix in all; when <see cref="More"/>, ask again with after=<see cref="Next"/>.
+/// <see cref="Index"/> is the store's revision (the last applied log index) the page was read at.
+/// </summary>
+public sealed record KvListResponse(IReadOnlyList<KvListItem> Items, int Count, bool More, string? Next, ulong Index, ulong Term, string? Leader);
+
+/// <summary>A listed key, its value and its version (the log index that last wrote it).</summary>
+public sealed record KvListItem(string Key, string Value, ulong Version);

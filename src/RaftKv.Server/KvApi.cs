@@ -44,6 +44,8 @@ public static class KvApi
         var kv = app.MapClientGroup(); // every route needs a read token (when tokens are on); writes need write, checked per command
         Func<HttpContext, Task<KvHttpResult>> command = http => CommandAsync(http, node, limits); // a route handler, not a RequestDelegate
         kv.MapPost("/command", command);
+        Func<HttpContext, Task<IResult>> list = http => ListAsync(http, node, limits);
+        kv.MapGet("/kv", list);
         kv.MapGet("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Get, key, node, limits));
         kv.MapPut("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Set, key, node, limits));
         kv.MapDelete("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Delete, key, node, limits));
@@ -119,6 +121,41 @@ public static class KvApi
             }
         }
         return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, limits.Access, rest: true).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// GET /kv?prefix=P&amp;limit=N&amp;after=K&amp;countOnly=true&amp;consistency=stale: a page of the keys with the prefix (all keys
+    /// without one), linearizable unless asked otherwise. The limit defaults to 100 and is at most 1,000.
+    /// </summary>
+    private static async Task<IResult> ListAsync(HttpContext http, IRaftNode node, KvLimits limits)
+    {
+        var (query, consistency, problem) = KvRequests.ValidateList(http.Request.Query, limits.Kv);
+        if (problem is not null)
+        {
+            return Problem(problem);
+        }
+        var answer = await node.ReadAsync(query!.Encode(), consistency, http.RequestAborted).ConfigureAwait(false);
+        if (answer.Status != AnswerStatus.Ok)
+        {
+            return Answer(http, answer, missingIs404: false);
+        }
+        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
+        if (leader is not null)
+        {
+            http.Response.Headers[LeaderHeader] = leader;
+        }
+        KvRangeResult page;
+        try
+        {
+            page = KvRangeResult.Decode(answer.Result.Span);
+        }
+        catch (FormatException error)
+        {
+            return Problem(new ProblemResponse("urn:raftkv:problem:outcome-unknown", "Answer unreadable", 504, $"the answer could not be read ({error.Message}); nothing was changed"));
+        }
+        var items = page.Items.Select(i => new KvListItem(i.Key, i.Value, i.Version)).ToList();
+        return TypedResults.Json(new KvListResponse(items, page.Count, page.More, page.More && items.Count > 0 ? items[^1].Key : null, page.Index,
+            answer.Term.Value, leader), ContractsJson.Default.KvListResponse);
     }
 
     /// <summary>A valid request is run on the cluster; an invalid one is answered with its problem and changes nothing.</summary>

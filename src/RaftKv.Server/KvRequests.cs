@@ -96,6 +96,39 @@ internal static class KvRequests
     }
 
     /// <summary>400 (or 413 for a size) naming the field that is wrong.</summary>
+    /// <summary>The query of GET /kv: prefix, after, limit, countOnly, consistency; each bad one is named.</summary>
+    public static (KvRangeQuery? Query, ReadConsistency Consistency, ProblemResponse? Problem) ValidateList(
+        Microsoft.AspNetCore.Http.IQueryCollection query, KvOptions settings)
+    {
+        var prefix = query["prefix"].FirstOrDefault() ?? "";
+        var after = query["after"].FirstOrDefault();
+        foreach (var (field, text) in new[] { ("prefix", prefix), ("after", after) })
+        {
+            if (text is not null && Encoding.UTF8.GetByteCount(text) > settings.MaxKeyBytes)
+            {
+                return (null, default, Problem(400, field, $"{Encoding.UTF8.GetByteCount(text)} bytes; keys are at most {settings.MaxKeyBytes} bytes"));
+            }
+        }
+        var limit = 100;
+        if (query["limit"].FirstOrDefault() is { } limitText && (!int.TryParse(limitText, out limit) || limit is < 1 or > KvRangeQuery.MaxLimit))
+        {
+            return (null, default, Problem(400, "limit", $"'{limitText}': a whole number from 1 to {KvRangeQuery.MaxLimit}"));
+        }
+        var countOnly = false;
+        if (query["countOnly"].FirstOrDefault() is { } countText && !bool.TryParse(countText, out countOnly))
+        {
+            return (null, default, Problem(400, "countOnly", $"'{countText}': true or false"));
+        }
+        ReadConsistency consistency;
+        switch (query["consistency"].FirstOrDefault()?.ToLowerInvariant())
+        {
+            case null or "linearizable": consistency = ReadConsistency.Linearizable; break;
+            case "stale": consistency = ReadConsistency.Stale; break;
+            default: return (null, default, Problem(400, "consistency", $"'{query["consistency"]}': linearizable or stale"));
+        }
+        return (new KvRangeQuery(prefix, after, limit, countOnly), consistency, null);
+    }
+
     public static KvRequest Invalid(int status, string field, string detail) => new(null, default, Problem(status, field, detail));
 
     public static ProblemResponse Problem(int status, string field, string detail) => status == 413

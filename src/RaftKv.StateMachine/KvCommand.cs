@@ -75,39 +75,20 @@ public sealed record KvCommand(
         return new KvCommand(operation, key, value, expected, hasVersion ? version : null, clientId, sequence);
     }
 
-    private static int Size(string? text) => 4 + (text is null ? 0 : Encoding.UTF8.GetByteCount(text));
+    private static int Size(string? text) => KvCodec.Size(text);
 
-    private static int WriteString(Span<byte> destination, string? text)
-    {
-        if (text is null)
-        {
-            BinaryPrimitives.WriteInt32LittleEndian(destination, -1);
-            return 4;
-        }
-        var length = Encoding.UTF8.GetBytes(text, destination[4..]);
-        BinaryPrimitives.WriteInt32LittleEndian(destination, length);
-        return 4 + length;
-    }
+    private static int WriteString(Span<byte> destination, string? text) => KvCodec.WriteString(destination, text);
 
     private static string? ReadString(ReadOnlySpan<byte> data, ref int offset)
     {
-        if (offset + 4 > data.Length)
+        try
+        {
+            return KvCodec.ReadString(data, ref offset);
+        }
+        catch (FormatException)
         {
             throw new FormatException("truncated KV command");
         }
-        var length = BinaryPrimitives.ReadInt32LittleEndian(data[offset..]);
-        offset += 4;
-        if (length == -1)
-        {
-            return null;
-        }
-        if (length < 0 || offset + length > data.Length)
-        {
-            throw new FormatException("truncated KV command");
-        }
-        var text = Encoding.UTF8.GetString(data.Slice(offset, length));
-        offset += length;
-        return text;
     }
 }
 

@@ -58,6 +58,10 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     private ImmutableDictionary<string, KvItem> _items = ImmutableDictionary.Create<string, KvItem>(StringComparer.Ordinal);
     private ImmutableDictionary<string, Session> _sessions = ImmutableDictionary.Create<string, Session>(StringComparer.Ordinal);
 
+    // The keys in ordinal order, for listings: changed only when a key appears or goes, so a write to an existing key
+    // pays nothing for it. Derived from the items (not in snapshots).
+    private ImmutableSortedSet<string> _keys = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+
     // What other threads may read: the state as of the last apply, as one immutable value.
     private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableDictionary<string, Session>.Empty, LogIndex.Zero);
 
@@ -128,12 +132,13 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         switch (command.Operation)
         {
             case KvOperation.Set:
-                _items = _items.SetItem(command.Key, new KvItem(command.Value ?? "", index));
+                Put(command.Key, command.Value ?? "", index, current);
                 return new KvResult(true, KvError.None, true, command.Value, index, index);
             case KvOperation.Delete:
                 if (current is not null)
                 {
                     _items = _items.Remove(command.Key);
+                    _keys = _keys.Remove(command.Key);
                 }
                 return new KvResult(true, KvError.None, current is not null, null, 0, index);
             case KvOperation.Cas:
@@ -144,10 +149,19 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 {
                     return KvResult.Failed(KvError.CasMismatch, index, current);
                 }
-                _items = _items.SetItem(command.Key, new KvItem(command.Value ?? "", index));
+                Put(command.Key, command.Value ?? "", index, current);
                 return new KvResult(true, KvError.None, true, command.Value, index, index);
             default:
                 return Read(command.Key, index);
+        }
+    }
+
+    private void Put(string key, string value, ulong index, KvItem? current)
+    {
+        _items = _items.SetItem(key, new KvItem(value, index));
+        if (current is null)
+        {
+            _keys = _keys.Add(key);
         }
     }
 
@@ -171,9 +185,20 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         _sessions = sessions;
     }
 
-    /// <summary>A read: the query is an encoded <see cref="KvCommand"/> with the Get operation.</summary>
+    /// <summary>A read: an encoded <see cref="KvCommand"/> with the Get operation, or a <see cref="KvRangeQuery"/>.</summary>
     public ReadOnlyMemory<byte> Query(ReadOnlyMemory<byte> query)
     {
+        if (!query.IsEmpty && query.Span[0] == KvRangeQuery.Format)
+        {
+            try
+            {
+                return Range(KvRangeQuery.Decode(query.Span)).Encode();
+            }
+            catch (FormatException)
+            {
+                return KvResult.Failed(KvError.Malformed, LastApplied.Value).Encode();
+            }
+        }
         KvCommand command;
         try
         {
@@ -184,6 +209,61 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             return KvResult.Failed(KvError.Malformed, LastApplied.Value).Encode(); // bytes from a peer, never from this server's codec
         }
         return Read(command.Key, LastApplied.Value).Encode();
+    }
+
+    /// <summary>
+    /// One page of the keys with the query's prefix, after its After key, in ordinal order. The prefix's keys are one run
+    /// of the sorted keys, found by binary search at both ends: a page costs O(limit · log n) and the count O(log n),
+    /// whatever the store's size.
+    /// </summary>
+    public KvRangeResult Range(KvRangeQuery query)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var keys = _keys;
+        var first = StartOf(keys, query.Prefix);
+        var end = EndOf(keys, query.Prefix);
+        if (query.CountOnly)
+        {
+            return new KvRangeResult([], end - first, false, LastApplied.Value);
+        }
+        var start = first;
+        if (query.After is { } after)
+        {
+            var at = keys.IndexOf(after);
+            start = Math.Max(first, at >= 0 ? at + 1 : ~at);
+        }
+        var stop = Math.Min(end, start + query.Limit);
+        var items = new List<KvRangeItem>(Math.Max(0, stop - start));
+        for (var i = start; i < stop; i++)
+        {
+            var key = keys[i];
+            var item = _items[key];
+            items.Add(new KvRangeItem(key, item.Value, item.Version));
+        }
+        return new KvRangeResult(items, end - first, stop < end, LastApplied.Value);
+    }
+
+    /// <summary>The position of the first key at or after <paramref name="key"/>.</summary>
+    private static int StartOf(ImmutableSortedSet<string> keys, string key)
+    {
+        var at = keys.IndexOf(key);
+        return at >= 0 ? at : ~at;
+    }
+
+    /// <summary>The position just past the last key that starts with <paramref name="prefix"/> (ordinal: UTF-16 code units).</summary>
+    private static int EndOf(ImmutableSortedSet<string> keys, string prefix)
+    {
+        // Every key with the prefix sorts below the prefix with its last unit raised by one (dropping trailing maxima).
+        var units = prefix.ToCharArray();
+        for (var i = units.Length - 1; i >= 0; i--)
+        {
+            if (units[i] != char.MaxValue)
+            {
+                units[i]++;
+                return StartOf(keys, new string(units, 0, i + 1));
+            }
+        }
+        return keys.Count;
     }
 
     private KvResult Read(string key, ulong index) =>
@@ -231,6 +311,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             sessions[client] = new Session(sequence, ReadResult(reader), lastIndex);
         }
         _items = items.ToImmutable();
+        _keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, _items.Keys);
         _sessions = sessions.ToImmutable();
         LastApplied = lastApplied;
         Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));

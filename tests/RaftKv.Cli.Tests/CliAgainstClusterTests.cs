@@ -45,6 +45,33 @@ public sealed class CliAgainstClusterTests(ITestOutputHelper output) : IAsyncLif
     }
 
     [Fact]
+    public async Task List_shows_a_prefix_in_key_order_counts_it_and_pages_through_all_of_it()
+    {
+        foreach (var (key, value) in new[] { ("svc/web", "10.0.0.1"), ("svc/api", "10.0.0.2"), ("svc/db", "multi\nline"), ("svcx", "no") })
+        {
+            (await Cli.RunAsync("--endpoints", _endpoints, "set", key, value)).ExitCode.Should().Be(0);
+        }
+
+        var listed = await Cli.RunAsync("--endpoints", _endpoints, "list", "svc/");
+        var cut = await Cli.RunAsync("--endpoints", _endpoints, "list", "svc/", "--limit", "2");
+        var paged = await Cli.RunAsync("--endpoints", _endpoints, "list", "svc/", "--limit", "1", "--all", "--output", "json");
+        var counted = await Cli.RunAsync("--endpoints", _endpoints, "list", "svc", "--count");
+        var none = await Cli.RunAsync("--endpoints", _endpoints, "list", "nothing/");
+
+        listed.ExitCode.Should().Be(0);
+        listed.Output.Should().Be("svc/api\t10.0.0.2\nsvc/db\tmulti\\nline\nsvc/web\t10.0.0.1");
+        cut.Output.Split('\n').Should().HaveCount(2);
+        cut.Error.Should().Contain("2 of 3 keys shown; more after 'svc/db'");
+        paged.ExitCode.Should().Be(0);
+        using (var json = System.Text.Json.JsonDocument.Parse(paged.Output))
+        {
+            json.RootElement.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("key").GetString()).Should().Equal("svc/api", "svc/db", "svc/web");
+        }
+        counted.Output.Should().Be("4");
+        none.ExitCode.Should().Be(3, "no key has the prefix");
+    }
+
+    [Fact]
     public async Task Cas_by_version_creates_only_when_absent()
     {
         var create = await Cli.RunAsync("--endpoints", _endpoints, "cas", "lock", "0", "owner-a", "--version");
