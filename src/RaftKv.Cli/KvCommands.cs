@@ -173,6 +173,71 @@ internal static class KvCommands
         return command;
     }
 
+    public static Command Txn(CliContext context)
+    {
+        var file = new Argument<FileInfo?>("file") { Description = "The transaction as JSON (see docs/api.md); - or nothing: standard input", Arity = ArgumentArity.ZeroOrOne };
+        var command = new Command("txn", """
+            Run a transaction: {"compare":[…],"success":[…],"failure":[…]} (docs/api.md). Prints each operation of the branch
+            that ran; exit code 0 if the comparisons held, 4 if not (the failure branch ran).
+
+            Examples:
+              raft-cli txn lock.json
+              echo '{"compare":[{"key":"lock","target":"exists","exists":false}],"success":[{"type":"PUT","key":"lock","value":"me"}],"failure":[{"type":"GET","key":"lock"}]}' | raft-cli txn
+            """);
+        command.Arguments.Add(file);
+        var (txnClientId, txnSequence) = CliContext.SessionOptions();
+        command.Options.Add(txnClientId);
+        command.Options.Add(txnSequence);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            var path = result.GetValue(file);
+            string text;
+            if (path is null || path.Name == "-")
+            {
+                text = await Console.In.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else if (!path.Exists)
+            {
+                throw new UsageException($"txn: {path.FullName} does not exist");
+            }
+            else
+            {
+                text = await File.ReadAllTextAsync(path.FullName, cancellationToken).ConfigureAwait(false);
+            }
+            TxnRequest request;
+            try
+            {
+                request = System.Text.Json.JsonSerializer.Deserialize(text, ContractsJson.Strict.TxnRequest)
+                    ?? throw new UsageException("txn: the transaction must be a JSON object");
+            }
+            catch (System.Text.Json.JsonException error)
+            {
+                throw new UsageException($"txn: not a transaction ({error.Message.Split('\n')[0]})");
+            }
+            using var client = context.SessionClient(result, txnClientId, txnSequence);
+            var response = await client.TxnAsync(request, cancellationToken).ConfigureAwait(false);
+            if (context.Json(result))
+            {
+                CliContext.WriteJson(response, CliJson.Default.TxnResponse);
+            }
+            else
+            {
+                Console.Out.WriteLine($"{(response.Succeeded ? "SUCCEEDED" : "FAILED")}: the {(response.Succeeded ? "success" : "failure")} branch ran at index {response.Index}");
+                foreach (var op in response.Results)
+                {
+                    Console.Out.WriteLine(op.Type switch
+                    {
+                        "GET" => op.Found ? $"GET {op.Key} = {op.Value} (version {op.Version}, created {op.CreateRevision})" : $"GET {op.Key}: not found",
+                        "PUT" => $"PUT {op.Key} (version {op.Version}, created {op.CreateRevision})",
+                        _ => op.Found ? $"DELETE {op.Key}" : $"DELETE {op.Key}: did not exist",
+                    });
+                }
+            }
+            return response.Succeeded ? ExitCodes.Ok : ExitCodes.CasMismatch;
+        }));
+        return command;
+    }
+
     public static Command Delete(CliContext context)
     {
         var key = new Argument<string>("key") { Description = "The key" };
@@ -269,6 +334,7 @@ internal static class KvCommands
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = false)]
 [JsonSerializable(typeof(KvResponse))]
 [JsonSerializable(typeof(KvListResponse))]
+[JsonSerializable(typeof(TxnResponse))]
 [JsonSerializable(typeof(IReadOnlyList<EndpointStatus>))]
 [JsonSerializable(typeof(IReadOnlyList<HealthReport>))]
 [JsonSerializable(typeof(BenchmarkReport))]

@@ -165,6 +165,27 @@ public sealed class RaftKvClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// A transaction (POST /txn): if every comparison holds, the success operations run, else the failure ones, as one
+    /// write. It carries this client's session (the request's clientId and seq are set here), so retries apply it once.
+    /// </summary>
+    public async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        await _writes.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            request.ClientId = ClientId;
+            request.Seq = ++_sequence;
+            var body = JsonSerializer.SerializeToUtf8Bytes(request, ContractsJson.Default.TxnRequest);
+            return await AdminAsync(HttpMethod.Post, "/txn", body, ContractsJson.Default.TxnResponse, change: false, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writes.Release();
+        }
+    }
+
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value }, cancellationToken);
 

@@ -14,6 +14,8 @@ namespace RaftKv.Contracts;
 [JsonSerializable(typeof(CommandRequest))]
 [JsonSerializable(typeof(KvResponse))]
 [JsonSerializable(typeof(KvListResponse))]
+[JsonSerializable(typeof(TxnRequest))]
+[JsonSerializable(typeof(TxnResponse))]
 [JsonSerializable(typeof(ProblemResponse))]
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(HealthResponse))]

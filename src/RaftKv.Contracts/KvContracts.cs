@@ -49,3 +49,59 @@ public sealed record KvListResponse(IReadOnlyList<KvListItem> Items, int Count, 
 
 /// <summary>A listed key, its value and its version (the log index that last wrote it).</summary>
 public sealed record KvListItem(string Key, string Value, ulong Version);
+
+/// <summary>
+/// The body of POST /txn: if every comparison holds, the <see cref="Success"/> operations run, else the
+/// <see cref="Failure"/> ones; one log entry, atomic. {"compare":[{"key":"lock","target":"exists","exists":false}],
+/// "success":[{"type":"PUT","key":"lock","value":"me"}],"failure":[{"type":"GET","key":"lock"}]}.
+/// </summary>
+public sealed class TxnRequest
+{
+    public List<TxnCompare>? Compare { get; set; }
+
+    public List<TxnOperation>? Success { get; set; }
+
+    public List<TxnOperation>? Failure { get; set; }
+
+    /// <summary>Exactly-once sessions: the writer's id, with <see cref="Seq"/>.</summary>
+    public string? ClientId { get; set; }
+
+    public ulong? Seq { get; set; }
+}
+
+/// <summary>
+/// One comparison: <see cref="Target"/> (value, version, createRevision or exists) of <see cref="Key"/>, with <see cref="Op"/>
+/// (=, !=, &lt;, &gt;; = by default) against the operand named like the target.
+/// </summary>
+public sealed class TxnCompare
+{
+    public string? Key { get; set; }
+
+    public string? Target { get; set; }
+
+    public string? Op { get; set; }
+
+    public string? Value { get; set; }
+
+    public ulong? Version { get; set; }
+
+    public ulong? CreateRevision { get; set; }
+
+    public bool? Exists { get; set; }
+}
+
+/// <summary>One operation: {"type":"PUT","key":"k","value":"v"}, {"type":"DELETE","key":"k"} or {"type":"GET","key":"k"}.</summary>
+public sealed class TxnOperation
+{
+    public string? Type { get; set; }
+
+    public string? Key { get; set; }
+
+    public string? Value { get; set; }
+}
+
+/// <summary>The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did.</summary>
+public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResult> Results, ulong Index, ulong Term, string? Leader, string? Error = null);
+
+/// <summary>A GET's value and versions; a PUT's new version and create revision; a DELETE's Found says whether the key was there.</summary>
+public sealed record TxnOperationResult(string Type, string Key, bool Found, string? Value, ulong Version, ulong CreateRevision);

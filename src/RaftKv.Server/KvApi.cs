@@ -44,6 +44,8 @@ public static class KvApi
         var kv = app.MapClientGroup(); // every route needs a read token (when tokens are on); writes need write, checked per command
         Func<HttpContext, Task<KvHttpResult>> command = http => CommandAsync(http, node, limits); // a route handler, not a RequestDelegate
         kv.MapPost("/command", command);
+        Func<HttpContext, Task<IResult>> txn = http => TxnAsync(http, node, limits);
+        kv.MapPost("/txn", txn);
         Func<HttpContext, Task<IResult>> list = http => ListAsync(http, node, limits);
         kv.MapGet("/kv", list);
         kv.MapGet("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Get, key, node, limits));
@@ -66,24 +68,67 @@ public static class KvApi
         {
             return TooLarge(limits.BodyBytes);
         }
-        CommandRequest? request;
+        var (request, malformed) = Parse(body, ContractsJson.Strict.CommandRequest);
+        if (malformed is not null)
+        {
+            return Problem(malformed);
+        }
+        return await ExecuteAsync(http, KvRequests.Validate(request!, limits.Kv), node, limits.Access, rest: false).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// POST /txn: compares, then the success or the failure operations, as one log entry (<see cref="KvTxn"/>). A
+    /// transaction that writes needs the write role; one that only reads, the read role. 200 with the results whether the
+    /// comparisons held or not (succeeded says which); 409 for a stale session sequence.
+    /// </summary>
+    private static async Task<IResult> TxnAsync(HttpContext http, IRaftNode node, KvLimits limits)
+    {
+        if (!IsJson(http.Request.ContentType))
+        {
+            return Problem(KvRequests.Problem(400, "Content-Type", $"POST /txn takes application/json, not '{http.Request.ContentType ?? "nothing"}'"));
+        }
+        var body = await ReadBodyAsync(http, limits.BodyBytes).ConfigureAwait(false);
+        if (body is null)
+        {
+            return TooLarge(limits.BodyBytes);
+        }
+        var (request, malformed) = Parse(body, ContractsJson.Strict.TxnRequest);
+        if (malformed is not null)
+        {
+            return Problem(malformed);
+        }
+        var (transaction, problem) = TxnRequests.Validate(request!, limits.Kv);
+        if (problem is not null)
+        {
+            return Problem(problem);
+        }
+        if (!TxnRequests.ReadsOnly(transaction!) && limits.Access.Check(http, RaftRole.Write) is { } denied)
+        {
+            return Problem(denied);
+        }
+        var answer = await node.ProposeAsync(transaction!.Encode(), http.RequestAborted).ConfigureAwait(false);
+        if (answer.Status != AnswerStatus.Ok || answer.Result.IsEmpty || answer.Result.Span[0] != KvTxn.Format)
+        {
+            // Not a transaction's answer: a refusal (stale sequence), or the node's own (no leader, outcome unknown, …).
+            return Answer(http, answer, missingIs404: false);
+        }
+        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
+        if (leader is not null)
+        {
+            http.Response.Headers[LeaderHeader] = leader;
+        }
+        KvTxnResult result;
         try
         {
-            request = JsonSerializer.Deserialize(body, ContractsJson.Strict.CommandRequest);
+            result = KvTxnResult.Decode(answer.Result.Span);
         }
-        catch (JsonException error)
+        catch (FormatException error)
         {
-            // A value of the wrong kind names its field; broken syntax names the body.
-            var aboutAField = error.Message.Contains("could not be converted", StringComparison.Ordinal)
-                || error.Message.Contains("could not be mapped", StringComparison.Ordinal);
-            var field = !aboutAField || string.IsNullOrEmpty(error.Path) || error.Path == "$" ? "body" : error.Path.TrimStart('$', '.');
-            return Problem(KvRequests.Problem(400, field, "malformed JSON: " + FirstLine(error.Message)));
+            return Problem(new ProblemResponse("urn:raftkv:problem:outcome-unknown", "Outcome unknown", 504,
+                $"the answer could not be read ({error.Message}). The transaction may or may not be applied: retry with the same clientId and seq."));
         }
-        if (request is null)
-        {
-            return Problem(KvRequests.Problem(400, "body", "the body must be a JSON object"));
-        }
-        return await ExecuteAsync(http, KvRequests.Validate(request, limits.Kv), node, limits.Access, rest: false).ConfigureAwait(false);
+        var results = result.Results.Select(r => new TxnOperationResult(r.Kind.ToString().ToUpperInvariant(), r.Key, r.Found, r.Value, r.Version, r.CreateRevision)).ToList();
+        return TypedResults.Json(new TxnResponse(result.Succeeded, results, result.Index, answer.Term.Value, leader), ContractsJson.Default.TxnResponse);
     }
 
     private static async Task<KvHttpResult> KeyAsync(HttpContext http, KvOperation operation, string key, IRaftNode node, KvLimits limits)
@@ -264,6 +309,24 @@ public static class KvApi
             return null;
         }
         return buffer.Length > limit ? null : buffer.ToArray();
+    }
+
+    /// <summary>A request body as <typeparamref name="T"/>; or the problem: a value of the wrong kind names its field, broken syntax the body.</summary>
+    private static (T? Request, ProblemResponse? Problem) Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(body, type) is { } request
+                ? (request, null)
+                : (null, KvRequests.Problem(400, "body", "the body must be a JSON object"));
+        }
+        catch (JsonException error)
+        {
+            var aboutAField = error.Message.Contains("could not be converted", StringComparison.Ordinal)
+                || error.Message.Contains("could not be mapped", StringComparison.Ordinal);
+            var field = !aboutAField || string.IsNullOrEmpty(error.Path) || error.Path == "$" ? "body" : error.Path.TrimStart('$', '.');
+            return (null, KvRequests.Problem(400, field, "malformed JSON: " + FirstLine(error.Message)));
+        }
     }
 
     private static string FirstLine(string text)

@@ -160,5 +160,5 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
     }
 }
 
-/// <summary>A stored value and the index that wrote it.</summary>
-public sealed record KvItem(string Value, ulong Version);
+/// <summary>A stored value, the index that last wrote it, and the index that created it (kept until the key is deleted).</summary>
+public sealed record KvItem(string Value, ulong Version, ulong CreateRevision);

@@ -53,7 +53,8 @@ public sealed record KvOptions : IValidatedOptions
 /// </summary>
 public sealed class KvStateMachine : IStateMachine, IStateDigest
 {
-    private const uint SnapshotFormat = 0x4B565331; // "KVS1"
+    private const uint SnapshotFormatV1 = 0x4B565331; // "KVS1": items without their create revision, sessions' answers as KV results
+    private const uint SnapshotFormat = 0x4B565332; // "KVS2": items with their create revision, sessions' answers as their bytes
     private readonly KvOptions _options;
     private ImmutableDictionary<string, KvItem> _items = ImmutableDictionary.Create<string, KvItem>(StringComparer.Ordinal);
     private ImmutableDictionary<string, Session> _sessions = ImmutableDictionary.Create<string, Session>(StringComparer.Ordinal);
@@ -85,45 +86,109 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     {
         Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
         LastApplied = entry.Index;
-        var result = ApplyCommand(entry);
+        var answer = ApplyCommand(entry);
         Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
-        return result.Encode();
+        return answer;
     }
 
-    private KvResult ApplyCommand(LogEntry entry)
+    private byte[] ApplyCommand(LogEntry entry)
     {
         var index = entry.Index.Value;
-        KvCommand command;
+        var data = entry.Data.Span;
         try
         {
-            command = KvCommand.Decode(entry.Data.Span);
+            if (!data.IsEmpty && data[0] == KvTxn.Format)
+            {
+                var txn = KvTxn.Decode(data);
+                return InSession(txn.ClientId, txn.Sequence, index, () => Execute(txn, index).Encode());
+            }
+            var command = KvCommand.Decode(data);
+            return InSession(command.ClientId, command.Sequence, index, () => Execute(command, index).Encode());
         }
         catch (FormatException)
         {
-            return KvResult.Failed(KvError.Malformed, index);
+            return KvResult.Failed(KvError.Malformed, index).Encode();
         }
+    }
 
-        if (command.ClientId is { } clientId && _sessions.TryGetValue(clientId, out var session))
+    /// <summary>Runs a write at most once per client session: a retry of the last sequence gets the saved answer.</summary>
+    private byte[] InSession(string? clientId, ulong sequence, ulong index, Func<byte[]> execute)
+    {
+        if (clientId is not null && _sessions.TryGetValue(clientId, out var session))
         {
-            if (command.Sequence == session.Sequence)
+            if (sequence == session.Sequence)
             {
                 // A retry of what was already applied: the same answer, nothing applied again.
                 _sessions = _sessions.SetItem(clientId, session with { LastIndex = index });
-                return session.Result;
+                return session.Answer;
             }
-            if (command.Sequence < session.Sequence)
+            if (sequence < session.Sequence)
             {
-                return KvResult.Failed(KvError.StaleSequence, index);
+                return KvResult.Failed(KvError.StaleSequence, index).Encode();
             }
         }
-
-        var result = Execute(command, index);
-        if (command.ClientId is { } id)
+        var answer = execute();
+        if (clientId is not null)
         {
-            _sessions = _sessions.SetItem(id, new Session(command.Sequence, result, index));
+            _sessions = _sessions.SetItem(clientId, new Session(sequence, answer, index));
         }
         ExpireSessions(index);
-        return result;
+        return answer;
+    }
+
+    /// <summary>A transaction: every comparison against the state before it, then one branch's operations in order.</summary>
+    private KvTxnResult Execute(KvTxn txn, ulong index)
+    {
+        var succeeded = txn.Compare.All(Holds);
+        var results = new List<KvTxnOpResult>();
+        foreach (var op in succeeded ? txn.Success : txn.Failure)
+        {
+            _items.TryGetValue(op.Key, out var current);
+            switch (op.Kind)
+            {
+                case KvTxnOpKind.Put:
+                    var created = Put(op.Key, op.Value ?? "", index, current);
+                    results.Add(new KvTxnOpResult(op.Kind, op.Key, true, null, index, created));
+                    break;
+                case KvTxnOpKind.Delete:
+                    Remove(op.Key, current);
+                    results.Add(new KvTxnOpResult(op.Kind, op.Key, current is not null, null, 0, 0));
+                    break;
+                default:
+                    results.Add(new KvTxnOpResult(op.Kind, op.Key, current is not null, current?.Value, current?.Version ?? 0, current?.CreateRevision ?? 0));
+                    break;
+            }
+        }
+        return new KvTxnResult(succeeded, results, index);
+    }
+
+    private bool Holds(KvCompare compare)
+    {
+        _items.TryGetValue(compare.Key, out var current);
+        if (compare.Target == KvCompareTarget.Value)
+        {
+            var equal = current is not null && current.Value == compare.Value;
+            return compare.Op switch
+            {
+                KvCompareOp.Equal => equal,
+                KvCompareOp.NotEqual => !equal,
+                KvCompareOp.Less => current is not null && string.CompareOrdinal(current.Value, compare.Value) < 0,
+                _ => current is not null && string.CompareOrdinal(current.Value, compare.Value) > 0,
+            };
+        }
+        var actual = compare.Target switch
+        {
+            KvCompareTarget.Version => current?.Version ?? 0,
+            KvCompareTarget.CreateRevision => current?.CreateRevision ?? 0,
+            _ => current is null ? 0UL : 1UL,
+        };
+        return compare.Op switch
+        {
+            KvCompareOp.Equal => actual == compare.Number,
+            KvCompareOp.NotEqual => actual != compare.Number,
+            KvCompareOp.Less => actual < compare.Number,
+            _ => actual > compare.Number,
+        };
     }
 
     private KvResult Execute(KvCommand command, ulong index)
@@ -135,11 +200,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 Put(command.Key, command.Value ?? "", index, current);
                 return new KvResult(true, KvError.None, true, command.Value, index, index);
             case KvOperation.Delete:
-                if (current is not null)
-                {
-                    _items = _items.Remove(command.Key);
-                    _keys = _keys.Remove(command.Key);
-                }
+                Remove(command.Key, current);
                 return new KvResult(true, KvError.None, current is not null, null, 0, index);
             case KvOperation.Cas:
                 var matches = command.ExpectedVersion is { } version
@@ -156,12 +217,24 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         }
     }
 
-    private void Put(string key, string value, ulong index, KvItem? current)
+    /// <summary>Writes a key; returns its create revision (this index for a new key).</summary>
+    private ulong Put(string key, string value, ulong index, KvItem? current)
     {
-        _items = _items.SetItem(key, new KvItem(value, index));
+        var created = current?.CreateRevision ?? index;
+        _items = _items.SetItem(key, new KvItem(value, index, created));
         if (current is null)
         {
             _keys = _keys.Add(key);
+        }
+        return created;
+    }
+
+    private void Remove(string key, KvItem? current)
+    {
+        if (current is not null)
+        {
+            _items = _items.Remove(key);
+            _keys = _keys.Remove(key);
         }
     }
 
@@ -289,7 +362,8 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     {
         ArgumentNullException.ThrowIfNull(snapshot);
         using var reader = new BinaryReader(snapshot, Encoding.UTF8, leaveOpen: true);
-        if (reader.ReadUInt32() != SnapshotFormat)
+        var format = reader.ReadUInt32();
+        if (format is not (SnapshotFormat or SnapshotFormatV1))
         {
             throw new StorageException("not a KV snapshot");
         }
@@ -299,7 +373,10 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         for (var i = 0; i < count; i++)
         {
             var key = reader.ReadString();
-            items[key] = new KvItem(reader.ReadString(), reader.ReadUInt64());
+            var value = reader.ReadString();
+            var version = reader.ReadUInt64();
+            // A KVS1 snapshot did not keep create revisions: the last write stands for the creation (a lower bound is unknown).
+            items[key] = new KvItem(value, version, format == SnapshotFormat ? reader.ReadUInt64() : version);
         }
         var sessions = ImmutableDictionary.CreateBuilder<string, Session>(StringComparer.Ordinal);
         var sessionCount = reader.ReadInt32();
@@ -308,7 +385,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             var client = reader.ReadString();
             var sequence = reader.ReadUInt64();
             var lastIndex = reader.ReadUInt64();
-            sessions[client] = new Session(sequence, ReadResult(reader), lastIndex);
+            sessions[client] = new Session(sequence, format == SnapshotFormat ? reader.ReadBytes(reader.ReadInt32()) : ReadResult(reader).Encode(), lastIndex);
         }
         _items = items.ToImmutable();
         _keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, _items.Keys);
@@ -326,21 +403,8 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         return new KvResult(ok, error, found, value, reader.ReadUInt64(), reader.ReadUInt64());
     }
 
-    private static void WriteResult(BinaryWriter writer, KvResult result)
-    {
-        writer.Write(result.Ok);
-        writer.Write((byte)result.Error);
-        writer.Write(result.Found);
-        writer.Write(result.Value is not null);
-        if (result.Value is not null)
-        {
-            writer.Write(result.Value);
-        }
-        writer.Write(result.Version);
-        writer.Write(result.Index);
-    }
-
-    private sealed record Session(ulong Sequence, KvResult Result, ulong LastIndex);
+    /// <summary>A session: the last sequence number applied, its answer as the client got it (a KV or transaction result), and when it was last used.</summary>
+    private sealed record Session(ulong Sequence, byte[] Answer, ulong LastIndex);
 
     /// <summary>Immutable references to the maps at one index; written out off the loop, in key order.</summary>
     private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableDictionary<string, Session> sessions, LogIndex lastApplied)
@@ -359,6 +423,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 writer.Write(key);
                 writer.Write(item.Value);
                 writer.Write(item.Version);
+                writer.Write(item.CreateRevision);
             }
             writer.Write(sessions.Count);
             foreach (var (client, session) in sessions.OrderBy(s => s.Key, StringComparer.Ordinal))
@@ -366,7 +431,8 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 writer.Write(client);
                 writer.Write(session.Sequence);
                 writer.Write(session.LastIndex);
-                WriteResult(writer, session.Result);
+                writer.Write(session.Answer.Length);
+                writer.Write(session.Answer);
             }
         }
     }

@@ -72,6 +72,39 @@ public sealed class CliAgainstClusterTests(ITestOutputHelper output) : IAsyncLif
     }
 
     [Fact]
+    public async Task Txn_takes_a_lock_once_and_the_second_taker_sees_the_owner_with_exit_code_4()
+    {
+        var file = Path.Combine(Path.GetTempPath(), "raftkv-txn-" + Guid.NewGuid().ToString("N") + ".json");
+        try
+        {
+            await File.WriteAllTextAsync(file, """
+                {"compare":[{"key":"cli/lock","target":"exists","exists":false}],
+                 "success":[{"type":"PUT","key":"cli/lock","value":"first"}],
+                 "failure":[{"type":"GET","key":"cli/lock"}]}
+                """);
+
+            var taken = await Cli.RunAsync("--endpoints", _endpoints, "txn", file);
+            var refused = await Cli.RunAsync("--endpoints", _endpoints, "txn", file, "--output", "json");
+            var broken = await Cli.RunAsync("--endpoints", _endpoints, "txn", file + ".missing");
+
+            taken.ExitCode.Should().Be(0, taken.ToString());
+            taken.Output.Should().StartWith("SUCCEEDED: the success branch ran at index ").And.Contain("PUT cli/lock (version ");
+            refused.ExitCode.Should().Be(4, refused.ToString());
+            using (var json = System.Text.Json.JsonDocument.Parse(refused.Output))
+            {
+                json.RootElement.GetProperty("succeeded").GetBoolean().Should().BeFalse();
+                json.RootElement.GetProperty("results")[0].GetProperty("value").GetString().Should().Be("first");
+            }
+            broken.ExitCode.Should().Be(2);
+            broken.Error.Should().Contain("does not exist");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task Cas_by_version_creates_only_when_absent()
     {
         var create = await Cli.RunAsync("--endpoints", _endpoints, "cas", "lock", "0", "owner-a", "--version");
