@@ -48,6 +48,10 @@ public sealed class Simulator
     private long _maxAcknowledgedIndex;
     private int _reads;
     private int _partitionGeneration;
+
+    // While a targeted schedule (LeaderSwap) runs, it owns the cluster: no other fault is injected (a random partition
+    // would heal its cuts, a crash would take down the leaders it waits for). The network's loss and delays go on.
+    private long _scheduleOwnsClusterUntil;
     private int _scriptedClients;
     private bool _faultsActive = true;
     private bool _clientsActive = true;
@@ -678,6 +682,11 @@ public sealed class Simulator
             At(time, () => InjectFault(kind));
             time += _random.Next(maxGap / 3, maxGap);
         }
+        // A seed that draws the targeted schedule runs it at least once, early enough to finish in the fault phase.
+        if (Has(FaultKinds.LeaderSwap))
+        {
+            At(_random.Next(150, 800), () => InjectFault(FaultKinds.LeaderSwap));
+        }
     }
 
     private void InjectFault(FaultKinds kind)
@@ -687,6 +696,10 @@ public sealed class Simulator
             return;
         }
         var up = Live.Where(n => n.Up).ToArray();
+        if (_now < _scheduleOwnsClusterUntil)
+        {
+            return;
+        }
         switch (kind)
         {
             case FaultKinds.Partition:
@@ -753,7 +766,7 @@ public sealed class Simulator
             }
             At(afterMs, () =>
             {
-                if (leader.Up && _faultsActive)
+                if (leader.Up && _faultsActive && _now >= _scheduleOwnsClusterUntil)
                 {
                     Crash(leader, "leader killed after its election");
                     At(_random.Next(20, 400), () => Restart(leader));
@@ -787,7 +800,7 @@ public sealed class Simulator
                 var term = seenTerm;
                 At(_random.Next(2) == 0 ? 0 : _random.Next(1, 30), () =>
                 {
-                    if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                    if (_faultsActive && _now >= _scheduleOwnsClusterUntil && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
                     {
                         Isolate([leader.Id], _random.Next(20, 300));
                     }
@@ -799,14 +812,23 @@ public sealed class Simulator
     }
 
     /// <summary>
-    /// Cuts off the next leader at once; when a leader of a later term appears, cuts that one off instead (the first comes
-    /// back); cuts off the third leader 0 to 15 ms into its term, then lets the partition heal.
+    /// A leader elected, cut off right after appending, a new leader of a later term, the old leader back: cuts off the
+    /// leader now in office (so that an election comes at once), then the next leader at once or after a few milliseconds
+    /// of appending; when a leader of a later term appears, cuts that one off instead (the first comes back); cuts off the
+    /// third leader either the moment its commit index covers the log it inherited from earlier terms (3 times in 4:
+    /// before any follower learns of that commit) or 0 to 15 ms into its term, then lets the partition heal.
     /// </summary>
     private void SwapLeaders()
     {
         var seenTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
         var step = 0;
         var deadline = _now + 3_000;
+        var cutOnCommit = _random.Next(4) > 0;
+        _scheduleOwnsClusterUntil = deadline;
+        if (CurrentLeader is { } sitting)
+        {
+            Isolate([sitting.Id], _random.Next(100, 400));
+        }
         void Watch()
         {
             if (!_faultsActive || step == 3 || _now > deadline)
@@ -818,18 +840,59 @@ public sealed class Simulator
             {
                 seenTerm = leader.Raft!.Term;
                 step++;
-                if (step < 3)
+                var term = seenTerm;
+                Trace($"leader swap: step {step}, {leader.Id} leads t{term.Value} (last={leader.Raft.LastIndex.Value} commit={leader.Raft.CommitIndex.Value})");
+                void CutThird()
+                {
+                    var duration = _random.Next(100, 500);
+                    Isolate([leader.Id], duration);
+                    _scheduleOwnsClusterUntil = _now + duration;
+                }
+                bool StillLeads() => _faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term;
+                if (step == 1)
+                {
+                    At(_random.Next(2) == 0 ? 0 : _random.Next(1, 20), () =>
+                    {
+                        if (StillLeads())
+                        {
+                            Isolate([leader.Id], 2_000);
+                        }
+                    });
+                }
+                else if (step == 2)
                 {
                     Isolate([leader.Id], 2_000);
                 }
+                else if (cutOnCommit)
+                {
+                    // The end of the log it inherited: its newest entry of an earlier term.
+                    var inherited = leader.Raft.LastIndex;
+                    while (inherited > leader.Raft.CommitIndex && leader.Raft.TermAt(inherited) == term)
+                    {
+                        inherited = inherited.Previous();
+                    }
+                    void WatchCommit()
+                    {
+                        if (!StillLeads() || _now > deadline)
+                        {
+                            return;
+                        }
+                        if (leader.Raft!.CommitIndex >= inherited && leader.Raft.CommitIndex > LogIndex.Zero)
+                        {
+                            CutThird();
+                            return;
+                        }
+                        At(1, WatchCommit);
+                    }
+                    WatchCommit();
+                }
                 else
                 {
-                    var term = seenTerm;
                     At(_random.Next(0, 16), () =>
                     {
-                        if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                        if (StillLeads())
                         {
-                            Isolate([leader.Id], _random.Next(100, 500));
+                            CutThird();
                         }
                     });
                 }
