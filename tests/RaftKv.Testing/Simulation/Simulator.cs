@@ -27,6 +27,7 @@ public sealed class Simulator
     private readonly PriorityQueue<Action, (long Time, long Sequence)> _events = new();
     private readonly SimNode[] _nodes;
     private readonly SafetyChecker _checker = new();
+    private readonly CheckQuorumChecker _contact;
     private readonly List<SimClient> _clients = [];
     private readonly List<string> _trace = [];
     private readonly XxHash64 _traceHash = new();
@@ -72,6 +73,7 @@ public sealed class Simulator
         _random = new Random(options.Seed);
         _nodes = [.. Enumerable.Range(1, options.NodeCount + options.SpareNodeCount).Select(i => new SimNode(new NodeId((ulong)i), isSpare: i > options.NodeCount))];
         _config = ClusterConfig.Create(_nodes.Where(n => !n.IsSpare).Select(n => n.Id));
+        _contact = CheckQuorumChecker.For(options.ElectionTimeoutTicks, options.TickMs);
         _faults = options.Faults;
         var rateScale = 1.0;
         if (options.Swarm)
@@ -367,6 +369,7 @@ public sealed class Simulator
         var state = StartupState.Load(log, snapshots, node.IsSpare ? null : _config);
         node.Snapshots = snapshots;
         _checker.NodeLoaded(node.Id, state);
+        _contact.Started(node.Id);
         var store = new ObservedLogStore(log, entries => _checker.Appended(node.Id, entries), snapshot => _checker.SnapshotInstalled(node.Id, snapshot));
         var raftOptions = new RaftOptions
         {
@@ -505,6 +508,10 @@ public sealed class Simulator
             Trace($"{node.Id} {after.Role} t{after.Term.Value} leader={after.Leader}");
         }
         _checker.AfterStep(node.Id, node.Raft);
+        if (node.Loop.StorageFailure is null)
+        {
+            _contact.AfterStep(node.Id, node.Raft, _now);
+        }
         CompleteOperations(node);
         CompleteChanges(node);
     }
@@ -628,6 +635,7 @@ public sealed class Simulator
         Trace("recv " + message);
         _delivered[message.GetType().Name] = _delivered.GetValueOrDefault(message.GetType().Name) + 1;
         to.Loop!.Deliver(message);
+        _contact.Delivered(to.Id, message.From, _now);
         ScheduleProcess(to, _random.Next(2));
     }
 
