@@ -570,6 +570,11 @@ public sealed class Simulator
             return;
         }
         _messagesSent++;
+        if (message is AppendEntriesResponse { Success: true } acknowledgement)
+        {
+            // A promise made once sent, whether or not it arrives.
+            _checker.Acknowledged(from.Id, acknowledgement.Term, acknowledgement.MatchIndex);
+        }
         var to = _nodes[(int)message.To.Value - 1];
         if (!to.Started || to.Retired)
         {
@@ -577,10 +582,14 @@ public sealed class Simulator
             NotifySnapshotOutcome(message, delivered: false);
             return;
         }
-        if (_cutLinks.Contains((message.From, message.To)))
+        if (_cutLinks.Contains((message.From, message.To)) || !to.Up)
         {
-            Trace("cut  " + message);
+            // As the real transport does when it cannot reach a peer (its stream broke, the connection was refused), the
+            // sender is told the peer is unreachable: a leader stops pipelining to it and probes from what it knows it has.
+            Trace((to.Up ? "cut  " : "down ") + message);
             NotifySnapshotOutcome(message, delivered: false);
+            from.Loop!.ReportUnreachable(message.To);
+            ScheduleProcess(from, 1);
             return;
         }
         if (_faultsActive && _random.NextDouble() < _dropRate)
