@@ -65,6 +65,7 @@ public sealed class Simulator
     private readonly double _spikeRate;
     private readonly bool _oneEntryPerAppend;
     private readonly int _maxPromoteLagEntries;
+    private readonly int _buggifyOneIn;
 
     public Simulator(SimulationOptions options)
     {
@@ -112,6 +113,8 @@ public sealed class Simulator
         // Half the seeds that change membership promote a learner only once it is nearly caught up, so that promotions are
         // refused (Busy) as well. (Drawn only then: runs without membership changes keep their sequence of draws.)
         _maxPromoteLagEntries = Has(FaultKinds.Membership) && _random.Next(2) == 0 ? _random.Next(2, 40) : DefaultMaxPromoteLagEntries;
+        // A buggify point fires at one step in this many (drawn only then, as above).
+        _buggifyOneIn = Has(FaultKinds.Buggify) ? _random.Next(5, 100) : 0;
     }
 
     public long Now => _now;
@@ -387,7 +390,7 @@ public sealed class Simulator
         node.StateMachine = stateMachine;
         var incarnation = node.Incarnation;
         node.Loop = new RaftLoop(node.Raft, store, snapshots, new SimTransport(this, node, incarnation), stateMachine, _loopOptions,
-            new SimWorkScheduler(this, node, incarnation));
+            new SimWorkScheduler(this, node, incarnation), buggify: _buggifyOneIn > 0 ? new SimBuggify(this, node) : null);
         _checker.AfterStep(node.Id, node.Raft);
         Trace($"{node.Id} start #{incarnation} term={state.HardState.Term.Value} last={state.LastIndex.Value} base={state.BaseIndex.Value}");
         if (!node.Started)
@@ -605,6 +608,12 @@ public sealed class Simulator
             if (_faultsActive && _random.NextDouble() < _spikeRate)
             {
                 delay += _random.Next(20, 200);
+            }
+            if (message is AppendEntriesResponse && _buggifyOneIn > 0 && _faultsActive && _random.Next(4) == 0)
+            {
+                // Buggify: a slow disk; the acknowledgement leaves well after the entries reached the follower, so the
+                // leader's idea of what the follower holds lags what it holds.
+                delay += _random.Next(10, 80);
             }
             At(delay, () => Deliver(to, message));
         }
@@ -1390,6 +1399,21 @@ public sealed class Simulator
                     simulator.ScheduleProcess(node, 0);
                 }
             });
+    }
+
+    /// <summary>The loop's buggify points fire at random steps of the fault phase, one in <see cref="_buggifyOneIn"/>.</summary>
+    private sealed class SimBuggify(Simulator simulator, SimNode node) : IBuggify
+    {
+        public bool Fires(BuggifyPoint point)
+        {
+            if (!simulator._faultsActive || simulator._random.Next(simulator._buggifyOneIn) != 0)
+            {
+                return false;
+            }
+            simulator.Trace($"{node.Id} buggify {point}");
+            simulator._faultCounts[FaultKinds.Buggify] = simulator._faultCounts.GetValueOrDefault(FaultKinds.Buggify) + 1;
+            return true;
+        }
     }
 
     private sealed class SimClient(int id)
