@@ -1063,11 +1063,16 @@ public sealed class Simulator
 
     private NodeId Pick(IReadOnlyCollection<NodeId> ids) => ids.ElementAt(_random.Next(ids.Count));
 
-    /// <summary>A spare to add: one started earlier whose addition never took (still live, not a member here), else a new one.</summary>
+    /// <summary>
+    /// A spare to add: one started earlier whose addition never took (still live, not a member here, and not the subject of
+    /// a change still unanswered: a removal that applied but was not yet seen would retire it after it is added again),
+    /// else a new one.
+    /// </summary>
     private SimNode? NextSpare()
     {
         var config = CurrentLeader?.Raft!.Config;
-        return _nodes.FirstOrDefault(n => n.IsSpare && n.Started && !n.Retired && config is not null && !config.Contains(n.Id))
+        return _nodes.FirstOrDefault(n => n.IsSpare && n.Started && !n.Retired && config is not null && !config.Contains(n.Id)
+                && !_changes.Any(c => c.Change.Node == n.Id))
             ?? _nodes.FirstOrDefault(n => n.IsSpare && !n.Started);
     }
 
