@@ -4,6 +4,7 @@
 # CI's seeds from RAFTKV_SIM_FIRST_SEED until the first failure, max-seeds, or RAFTKV_MUTANT_SECONDS, and print:
 #   caught|missed  <mutant>  <seeds to first failure>  <first failure message>
 # Usage: scripts/mutants.sh [max-seeds] [MUTANT_X ...]     (default 2000 seeds, every mutant)
+# On a machine shared with others, RAFTKV_BUILD_LOCK=/path/to/lockfile builds under `flock` with one MSBuild node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,11 +35,18 @@ for m in "${mutants[@]}"; do
   grep -rqs --include='*.cs' "#if !\?$m\$" src tests || { echo "no '#if $m' in src/ or tests/" >&2; exit 2; }
 done
 
+build_prefix=()
+if [ -n "${RAFTKV_BUILD_LOCK:-}" ]; then
+  build_prefix=(flock "$RAFTKV_BUILD_LOCK")
+fi
+build_args=()
+[ -z "${RAFTKV_BUILD_LOCK:-}" ] || build_args=(-m:1)
+
 mkdir -p "$out"
 for m in "${mutants[@]}"; do
   dir="$out/$m"
-  if ! nice -n 19 dotnet build -c Release tests/RaftKv.Simulation.Runner --artifacts-path "$dir" -p:MutantSymbol="$m" \
-       -v quiet -nologo > "$dir.build.log" 2>&1; then
+  if ! "${build_prefix[@]}" nice -n 19 dotnet build -c Release tests/RaftKv.Simulation.Runner --artifacts-path "$dir" -p:MutantSymbol="$m" \
+       "${build_args[@]}" -v quiet -nologo > "$dir.build.log" 2>&1; then
     printf 'error   %-32s build failed: see %s\n' "$m" "$dir.build.log"
     continue
   fi

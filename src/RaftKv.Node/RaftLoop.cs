@@ -24,6 +24,7 @@ public sealed partial class RaftLoop
     private readonly IRaftLoopObserver _observer;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly IBuggify? _buggify;
     private readonly Channel<NodeInput> _inbox;
     private readonly List<NodeInput> _batch = [];
     private readonly List<(SnapshotMetadata Metadata, ISnapshotWriter Writer)> _stagedSnapshots = [];
@@ -48,6 +49,8 @@ public sealed partial class RaftLoop
     private long _droppedMessages;
 
     private bool _snapshotInProgress;
+    // The snapshot in progress was taken early by IBuggify: it compacts every entry it covers.
+    private bool _snapshotCompactsAll;
     private LogIndex _lastSnapshotIndex;
     private long _bytesAppliedSinceSnapshot;
     private long _snapshotStarted;
@@ -64,7 +67,8 @@ public sealed partial class RaftLoop
         IWorkScheduler? background = null,
         IRaftLoopObserver? observer = null,
         ILogger? logger = null,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        IBuggify? buggify = null)
     {
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(options);
@@ -83,6 +87,7 @@ public sealed partial class RaftLoop
         _observer = observer ?? NullRaftLoopObserver.Instance;
         _logger = logger ?? NullLogger.Instance;
         _time = time ?? TimeProvider.System;
+        _buggify = buggify;
         _inbox = Channel.CreateBounded<NodeInput>(new BoundedChannelOptions(options.InboxCapacity)
         {
             SingleReader = true,
@@ -693,11 +698,13 @@ public sealed partial class RaftLoop
         var applied = _node.AppliedIndex;
         var due = applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
             || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes;
-        if (_snapshotInProgress || !due || applied <= _lastSnapshotIndex)
+        var early = !due && !_snapshotInProgress && applied > _lastSnapshotIndex && _buggify?.Fires(BuggifyPoint.SnapshotNow) == true;
+        if (_snapshotInProgress || !(due || early) || applied <= _lastSnapshotIndex)
         {
             return;
         }
         _snapshotInProgress = true;
+        _snapshotCompactsAll = early;
         _snapshotStarted = _time.GetTimestamp();
         _bytesAppliedSinceSnapshot = 0;
         var metadata = _node.SnapshotMetadataAtApplied();
@@ -735,7 +742,8 @@ public sealed partial class RaftLoop
         }
         _lastSnapshotIndex = metadata.Index;
         // Keep some entries behind the snapshot so that a follower slightly behind gets entries, not a whole snapshot.
-        var compactTo = new LogIndex(metadata.Index.Value > (ulong)_options.SnapshotKeepEntries ? metadata.Index.Value - (ulong)_options.SnapshotKeepEntries : 0);
+        var keep = _snapshotCompactsAll ? 0UL : (ulong)_options.SnapshotKeepEntries;
+        var compactTo = new LogIndex(metadata.Index.Value > keep ? metadata.Index.Value - keep : 0);
         if (compactTo > LogIndex.Zero && _node.TermAt(compactTo) is { } term && _storageFailure is null)
         {
             try

@@ -4,13 +4,15 @@ using RaftKv.Testing.Simulation;
 
 // Runs simulation seeds outside the test runner, for soaks and for scripts/mutants.sh. Each seed runs exactly as CI runs
 // it (SimulationOptions.ForSeed), so a failure printed here replays with the test's replay command.
-// Usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure]
-// Prints "FAIL seed S (k seeds run): <message>" for each failure, then one summary line; exits 1 if any seed failed.
+// Usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure] [--progress N]
+// Prints "FAIL seed S (k seeds run): <message>" for each failure, "progress k" after every N seeds run (with --progress),
+// then one summary line; exits 1 if any seed failed.
 var first = 0;
 var count = 2_000;
 var seconds = 600;
 var workers = 1;
 var stopAtFirstFailure = false;
+var progressEvery = 0;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -20,8 +22,9 @@ for (var i = 0; i < args.Length; i++)
         case "--seconds": seconds = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--workers": workers = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--stop-at-first-failure": stopAtFirstFailure = true; break;
+        case "--progress": progressEvery = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         default:
-            Console.Error.WriteLine("usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure]");
+            Console.Error.WriteLine("usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure] [--progress N]");
             return 2;
     }
 }
@@ -59,6 +62,10 @@ void Work()
         lock (gate)
         {
             run++;
+            if (progressEvery > 0 && run % progressEvery == 0)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"progress {run}"));
+            }
             if (failure is not null)
             {
                 failures.Add((seed, failure));

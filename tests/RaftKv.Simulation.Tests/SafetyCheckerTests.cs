@@ -134,4 +134,31 @@ public sealed class SafetyCheckerTests
 
         check.Should().Throw<SafetyViolationException>().WithMessage("n1 committed i2 in term 2, held only by (n1 n2): no quorum of its configuration in force (voters=(n1 n2 n3 n4 n5))");
     }
+
+    [Fact]
+    public void A_node_that_no_longer_holds_what_it_acknowledged_in_its_term_is_caught()
+    {
+        // n2 stored and acknowledged i2 and i3 of term 2, then (still in term 2) comes back with i3 gone.
+        var checker = CheckerWith(N2);
+        checker.Appended(N2, [Entry(2, 2, "a"), Entry(3, 2, "b")]);
+        checker.Acknowledged(N2, new Term(2), new LogIndex(3));
+        var shorter = new PersistentState(new HardState(new Term(2), NodeId.None, new LogIndex(1)), null, LogIndex.Zero, Term.Zero,
+            [.. PersistentState.Bootstrap(Config).Entries, Entry(2, 2, "a")]);
+        checker.NodeLoaded(N2, shorter);
+
+        var check = () => checker.AfterStep(N2, new RaftNode(new RaftOptions { Id = N2, RandomSeed = 1 }, shorter));
+
+        check.Should().Throw<SafetyViolationException>()
+            .WithMessage("n2 acknowledged i3 to the leader of term 2 and, still in that term, no longer holds it (its log: (i0, i2])");
+    }
+
+    [Fact]
+    public void Acknowledging_entries_a_node_has_not_stored_is_caught()
+    {
+        var checker = CheckerWith(N2);
+
+        var acknowledge = () => checker.Acknowledged(N2, new Term(2), new LogIndex(3));
+
+        acknowledge.Should().Throw<SafetyViolationException>().WithMessage("n2 acknowledged i3 in term 2, but its store ends at i1");
+    }
 }

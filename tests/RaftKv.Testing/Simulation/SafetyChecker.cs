@@ -17,7 +17,10 @@ namespace RaftKv.Testing.Simulation;
 /// committed or not (dissertation §4.1), both halves of a joint one. The checker reads configurations from the entries it
 /// sees stored, not from the node, and accepts the configuration in force before the step or after it (a change may be
 /// appended in the same step, after the commit moved);</item>
-/// <item>term, commit and applied never go back within a node's life, and applied never passes commit.</item>
+/// <item>term, commit and applied never go back within a node's life, and applied never passes commit;</item>
+/// <item>a node keeps what it acknowledged: once it told the leader of its term that its log matches the leader's through
+/// an index (the promise the leader counts to commit), it holds that entry, unchanged, for as long as it stays in that
+/// term, across restarts too (it acknowledged only what it had persisted).</item>
 /// </list>
 /// Nodes come and go: one that joins starts from an empty store (no entries, no configuration), and a node that left is
 /// simply never heard of again.
@@ -33,6 +36,7 @@ public sealed class SafetyChecker
     private readonly Dictionary<ulong, NodeId> _leaderOfTerm = [];
     private readonly Dictionary<NodeId, NodeLog> _logs = [];
     private readonly Dictionary<NodeId, Watermarks> _watermarks = [];
+    private readonly Dictionary<NodeId, Promise> _promises = [];
     private (LogIndex Index, ulong Chain) _maxCommitted;
 
     public int LeadersElected => _leaderOfTerm.Count;
@@ -80,6 +84,28 @@ public sealed class SafetyChecker
     {
         ArgumentNullException.ThrowIfNull(snapshot);
         _logs[node] = new NodeLog(snapshot.Index, BaseChain(node, snapshot.Index, snapshot.Term), snapshot.Config);
+    }
+
+    /// <summary>
+    /// A node acknowledged an append (or a snapshot) to the leader of <paramref name="term"/>: its log matches the leader's
+    /// through <paramref name="match"/>. Its next acknowledgement in that term may only reach further.
+    /// </summary>
+    public void Acknowledged(NodeId node, Term term, LogIndex match)
+    {
+        var log = _logs[node];
+        if (match > log.LastIndex)
+        {
+            throw new SafetyViolationException($"{node} acknowledged {match} in term {term.Value}, but its store ends at {log.LastIndex}");
+        }
+        if (match <= log.BaseIndex)
+        {
+            return; // within its snapshot
+        }
+        if (_promises.TryGetValue(node, out var promise) && promise.Term == term && promise.Index >= match)
+        {
+            return;
+        }
+        _promises[node] = new Promise(term, match, log.ChainAt(match));
     }
 
     /// <summary>A node applied an entry to its state machine.</summary>
@@ -139,6 +165,12 @@ public sealed class SafetyChecker
         if (raft.LastIndex != log.LastIndex)
         {
             throw new SafetyViolationException($"{node}: its log ends at {raft.LastIndex} but its store at {log.LastIndex} after a step");
+        }
+        if (_promises.TryGetValue(node, out var promise) && promise.Term == raft.Term && promise.Index > log.BaseIndex
+            && (promise.Index > log.LastIndex || log.ChainAt(promise.Index) != promise.Chain))
+        {
+            throw new SafetyViolationException(
+                $"{node} acknowledged {promise.Index} to the leader of term {promise.Term.Value} and, still in that term, no longer holds it (its log: ({log.BaseIndex}, {log.LastIndex}])");
         }
 
         // Committed entries are the same everywhere and never change: every index this node newly committed must hold
@@ -240,6 +272,9 @@ public sealed class SafetyChecker
         hasher.Append(entry.Data.Span);
         return hasher.GetCurrentHashAsUInt64();
     }
+
+    /// <summary>The furthest a node acknowledged in <see cref="Term"/>, and the chain value of its log there.</summary>
+    private sealed record Promise(Term Term, LogIndex Index, ulong Chain);
 
     private sealed class Watermarks
     {

@@ -27,6 +27,7 @@ public sealed class Simulator
     private readonly PriorityQueue<Action, (long Time, long Sequence)> _events = new();
     private readonly SimNode[] _nodes;
     private readonly SafetyChecker _checker = new();
+    private readonly CheckQuorumChecker _contact;
     private readonly List<SimClient> _clients = [];
     private readonly List<string> _trace = [];
     private readonly XxHash64 _traceHash = new();
@@ -48,6 +49,10 @@ public sealed class Simulator
     private long _maxAcknowledgedIndex;
     private int _reads;
     private int _partitionGeneration;
+
+    // While a targeted schedule (LeaderSwap) runs, it owns the cluster: no other fault is injected (a random partition
+    // would heal its cuts, a crash would take down the leaders it waits for). The network's loss and delays go on.
+    private long _scheduleOwnsClusterUntil;
     private int _scriptedClients;
     private bool _faultsActive = true;
     private bool _clientsActive = true;
@@ -60,6 +65,7 @@ public sealed class Simulator
     private readonly double _spikeRate;
     private readonly bool _oneEntryPerAppend;
     private readonly int _maxPromoteLagEntries;
+    private readonly int _buggifyOneIn;
 
     public Simulator(SimulationOptions options)
     {
@@ -68,6 +74,7 @@ public sealed class Simulator
         _random = new Random(options.Seed);
         _nodes = [.. Enumerable.Range(1, options.NodeCount + options.SpareNodeCount).Select(i => new SimNode(new NodeId((ulong)i), isSpare: i > options.NodeCount))];
         _config = ClusterConfig.Create(_nodes.Where(n => !n.IsSpare).Select(n => n.Id));
+        _contact = CheckQuorumChecker.For(options.ElectionTimeoutTicks, options.TickMs);
         _faults = options.Faults;
         var rateScale = 1.0;
         if (options.Swarm)
@@ -106,6 +113,8 @@ public sealed class Simulator
         // Half the seeds that change membership promote a learner only once it is nearly caught up, so that promotions are
         // refused (Busy) as well. (Drawn only then: runs without membership changes keep their sequence of draws.)
         _maxPromoteLagEntries = Has(FaultKinds.Membership) && _random.Next(2) == 0 ? _random.Next(2, 40) : DefaultMaxPromoteLagEntries;
+        // A buggify point fires at one step in this many (drawn only then, as above).
+        _buggifyOneIn = Has(FaultKinds.Buggify) ? _random.Next(5, 100) : 0;
     }
 
     public long Now => _now;
@@ -363,6 +372,7 @@ public sealed class Simulator
         var state = StartupState.Load(log, snapshots, node.IsSpare ? null : _config);
         node.Snapshots = snapshots;
         _checker.NodeLoaded(node.Id, state);
+        _contact.Started(node.Id);
         var store = new ObservedLogStore(log, entries => _checker.Appended(node.Id, entries), snapshot => _checker.SnapshotInstalled(node.Id, snapshot));
         var raftOptions = new RaftOptions
         {
@@ -380,7 +390,7 @@ public sealed class Simulator
         node.StateMachine = stateMachine;
         var incarnation = node.Incarnation;
         node.Loop = new RaftLoop(node.Raft, store, snapshots, new SimTransport(this, node, incarnation), stateMachine, _loopOptions,
-            new SimWorkScheduler(this, node, incarnation));
+            new SimWorkScheduler(this, node, incarnation), buggify: _buggifyOneIn > 0 ? new SimBuggify(this, node) : null);
         _checker.AfterStep(node.Id, node.Raft);
         Trace($"{node.Id} start #{incarnation} term={state.HardState.Term.Value} last={state.LastIndex.Value} base={state.BaseIndex.Value}");
         if (!node.Started)
@@ -501,6 +511,10 @@ public sealed class Simulator
             Trace($"{node.Id} {after.Role} t{after.Term.Value} leader={after.Leader}");
         }
         _checker.AfterStep(node.Id, node.Raft);
+        if (node.Loop.StorageFailure is null)
+        {
+            _contact.AfterStep(node.Id, node.Raft, _now);
+        }
         CompleteOperations(node);
         CompleteChanges(node);
     }
@@ -559,6 +573,11 @@ public sealed class Simulator
             return;
         }
         _messagesSent++;
+        if (message is AppendEntriesResponse { Success: true } acknowledgement)
+        {
+            // A promise made once sent, whether or not it arrives.
+            _checker.Acknowledged(from.Id, acknowledgement.Term, acknowledgement.MatchIndex);
+        }
         var to = _nodes[(int)message.To.Value - 1];
         if (!to.Started || to.Retired)
         {
@@ -566,10 +585,14 @@ public sealed class Simulator
             NotifySnapshotOutcome(message, delivered: false);
             return;
         }
-        if (_cutLinks.Contains((message.From, message.To)))
+        if (_cutLinks.Contains((message.From, message.To)) || !to.Up)
         {
-            Trace("cut  " + message);
+            // As the real transport does when it cannot reach a peer (its stream broke, the connection was refused), the
+            // sender is told the peer is unreachable: a leader stops pipelining to it and probes from what it knows it has.
+            Trace((to.Up ? "cut  " : "down ") + message);
             NotifySnapshotOutcome(message, delivered: false);
+            from.Loop!.ReportUnreachable(message.To);
+            ScheduleProcess(from, 1);
             return;
         }
         if (_faultsActive && _random.NextDouble() < _dropRate)
@@ -585,6 +608,12 @@ public sealed class Simulator
             if (_faultsActive && _random.NextDouble() < _spikeRate)
             {
                 delay += _random.Next(20, 200);
+            }
+            if (message is AppendEntriesResponse && _buggifyOneIn > 0 && _faultsActive && _random.Next(4) == 0)
+            {
+                // Buggify: a slow disk; the acknowledgement leaves well after the entries reached the follower, so the
+                // leader's idea of what the follower holds lags what it holds.
+                delay += _random.Next(10, 80);
             }
             At(delay, () => Deliver(to, message));
         }
@@ -624,6 +653,7 @@ public sealed class Simulator
         Trace("recv " + message);
         _delivered[message.GetType().Name] = _delivered.GetValueOrDefault(message.GetType().Name) + 1;
         to.Loop!.Deliver(message);
+        _contact.Delivered(to.Id, message.From, _now);
         ScheduleProcess(to, _random.Next(2));
     }
 
@@ -678,6 +708,11 @@ public sealed class Simulator
             At(time, () => InjectFault(kind));
             time += _random.Next(maxGap / 3, maxGap);
         }
+        // A seed that draws the targeted schedule runs it at least once, early enough to finish in the fault phase.
+        if (Has(FaultKinds.LeaderSwap))
+        {
+            At(_random.Next(150, 800), () => InjectFault(FaultKinds.LeaderSwap));
+        }
     }
 
     private void InjectFault(FaultKinds kind)
@@ -687,6 +722,10 @@ public sealed class Simulator
             return;
         }
         var up = Live.Where(n => n.Up).ToArray();
+        if (_now < _scheduleOwnsClusterUntil)
+        {
+            return;
+        }
         switch (kind)
         {
             case FaultKinds.Partition:
@@ -753,7 +792,7 @@ public sealed class Simulator
             }
             At(afterMs, () =>
             {
-                if (leader.Up && _faultsActive)
+                if (leader.Up && _faultsActive && _now >= _scheduleOwnsClusterUntil)
                 {
                     Crash(leader, "leader killed after its election");
                     At(_random.Next(20, 400), () => Restart(leader));
@@ -787,7 +826,7 @@ public sealed class Simulator
                 var term = seenTerm;
                 At(_random.Next(2) == 0 ? 0 : _random.Next(1, 30), () =>
                 {
-                    if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                    if (_faultsActive && _now >= _scheduleOwnsClusterUntil && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
                     {
                         Isolate([leader.Id], _random.Next(20, 300));
                     }
@@ -799,14 +838,23 @@ public sealed class Simulator
     }
 
     /// <summary>
-    /// Cuts off the next leader at once; when a leader of a later term appears, cuts that one off instead (the first comes
-    /// back); cuts off the third leader 0 to 15 ms into its term, then lets the partition heal.
+    /// A leader elected, cut off right after appending, a new leader of a later term, the old leader back: cuts off the
+    /// leader now in office (so that an election comes at once), then the next leader at once or after a few milliseconds
+    /// of appending; when a leader of a later term appears, cuts that one off instead (the first comes back); cuts off the
+    /// third leader either the moment its commit index covers the log it inherited from earlier terms (3 times in 4:
+    /// before any follower learns of that commit) or 0 to 15 ms into its term, then lets the partition heal.
     /// </summary>
     private void SwapLeaders()
     {
         var seenTerm = _nodes.Where(n => n.Up).Select(n => n.Raft!.Term).DefaultIfEmpty(Term.Zero).Max();
         var step = 0;
         var deadline = _now + 3_000;
+        var cutOnCommit = _random.Next(4) > 0;
+        _scheduleOwnsClusterUntil = deadline;
+        if (CurrentLeader is { } sitting)
+        {
+            Isolate([sitting.Id], _random.Next(100, 400));
+        }
         void Watch()
         {
             if (!_faultsActive || step == 3 || _now > deadline)
@@ -818,18 +866,59 @@ public sealed class Simulator
             {
                 seenTerm = leader.Raft!.Term;
                 step++;
-                if (step < 3)
+                var term = seenTerm;
+                Trace($"leader swap: step {step}, {leader.Id} leads t{term.Value} (last={leader.Raft.LastIndex.Value} commit={leader.Raft.CommitIndex.Value})");
+                void CutThird()
+                {
+                    var duration = _random.Next(100, 500);
+                    Isolate([leader.Id], duration);
+                    _scheduleOwnsClusterUntil = _now + duration;
+                }
+                bool StillLeads() => _faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term;
+                if (step == 1)
+                {
+                    At(_random.Next(2) == 0 ? 0 : _random.Next(1, 20), () =>
+                    {
+                        if (StillLeads())
+                        {
+                            Isolate([leader.Id], 2_000);
+                        }
+                    });
+                }
+                else if (step == 2)
                 {
                     Isolate([leader.Id], 2_000);
                 }
+                else if (cutOnCommit)
+                {
+                    // The end of the log it inherited: its newest entry of an earlier term.
+                    var inherited = leader.Raft.LastIndex;
+                    while (inherited > leader.Raft.CommitIndex && leader.Raft.TermAt(inherited) == term)
+                    {
+                        inherited = inherited.Previous();
+                    }
+                    void WatchCommit()
+                    {
+                        if (!StillLeads() || _now > deadline)
+                        {
+                            return;
+                        }
+                        if (leader.Raft!.CommitIndex >= inherited && leader.Raft.CommitIndex > LogIndex.Zero)
+                        {
+                            CutThird();
+                            return;
+                        }
+                        At(1, WatchCommit);
+                    }
+                    WatchCommit();
+                }
                 else
                 {
-                    var term = seenTerm;
                     At(_random.Next(0, 16), () =>
                     {
-                        if (_faultsActive && leader.Up && leader.Raft!.Role == Role.Leader && leader.Raft.Term == term)
+                        if (StillLeads())
                         {
-                            Isolate([leader.Id], _random.Next(100, 500));
+                            CutThird();
                         }
                     });
                 }
@@ -974,11 +1063,16 @@ public sealed class Simulator
 
     private NodeId Pick(IReadOnlyCollection<NodeId> ids) => ids.ElementAt(_random.Next(ids.Count));
 
-    /// <summary>A spare to add: one started earlier whose addition never took (still live, not a member here), else a new one.</summary>
+    /// <summary>
+    /// A spare to add: one started earlier whose addition never took (still live, not a member here, and not the subject of
+    /// a change still unanswered: a removal that applied but was not yet seen would retire it after it is added again),
+    /// else a new one.
+    /// </summary>
     private SimNode? NextSpare()
     {
         var config = CurrentLeader?.Raft!.Config;
-        return _nodes.FirstOrDefault(n => n.IsSpare && n.Started && !n.Retired && config is not null && !config.Contains(n.Id))
+        return _nodes.FirstOrDefault(n => n.IsSpare && n.Started && !n.Retired && config is not null && !config.Contains(n.Id)
+                && !_changes.Any(c => c.Change.Node == n.Id))
             ?? _nodes.FirstOrDefault(n => n.IsSpare && !n.Started);
     }
 
@@ -1310,6 +1404,21 @@ public sealed class Simulator
                     simulator.ScheduleProcess(node, 0);
                 }
             });
+    }
+
+    /// <summary>The loop's buggify points fire at random steps of the fault phase, one in <see cref="_buggifyOneIn"/>.</summary>
+    private sealed class SimBuggify(Simulator simulator, SimNode node) : IBuggify
+    {
+        public bool Fires(BuggifyPoint point)
+        {
+            if (!simulator._faultsActive || simulator._random.Next(simulator._buggifyOneIn) != 0)
+            {
+                return false;
+            }
+            simulator.Trace($"{node.Id} buggify {point}");
+            simulator._faultCounts[FaultKinds.Buggify] = simulator._faultCounts.GetValueOrDefault(FaultKinds.Buggify) + 1;
+            return true;
+        }
     }
 
     private sealed class SimClient(int id)
