@@ -51,6 +51,7 @@ public static class KvApi
         kv.MapGet("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Get, key, node, limits));
         kv.MapPut("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Set, key, node, limits));
         kv.MapDelete("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Delete, key, node, limits));
+        WatchApi.Map(kv, app.Services.GetRequiredService<KvStateMachine>(), limits.Kv);
         return app;
     }
 

@@ -22,6 +22,12 @@ public sealed record KvOptions : IValidatedOptions
     /// <summary>A session not used for this many log indexes expires.</summary>
     public ulong SessionExpiryIndexes { get; init; } = 1_000_000;
 
+    /// <summary>Changes kept in memory for watchers (GET /watch); a watcher further behind than this must list again.</summary>
+    public int WatchHistoryEvents { get; init; } = 10_000;
+
+    /// <summary>Watch streams one node serves at once; one more is answered 503.</summary>
+    public int MaxWatchers { get; init; } = 1_000;
+
     public IEnumerable<string> Validate()
     {
         if (MaxKeyBytes is < 1 or > 64 * 1024)
@@ -39,6 +45,14 @@ public sealed record KvOptions : IValidatedOptions
         if (SessionExpiryIndexes < 1)
         {
             yield return "SessionExpiryIndexes: must be at least 1";
+        }
+        if (WatchHistoryEvents is < 1 or > 10_000_000)
+        {
+            yield return $"WatchHistoryEvents: {WatchHistoryEvents} is outside [1, 10000000]";
+        }
+        if (MaxWatchers is < 1 or > 100_000)
+        {
+            yield return $"MaxWatchers: {MaxWatchers} is outside [1, 100000]";
         }
     }
 }
@@ -74,7 +88,14 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         {
             throw new ArgumentException("invalid KV options: " + string.Join("; ", problems), nameof(options));
         }
+        History = new WatchHistory(_options.WatchHistoryEvents);
     }
+
+    /// <summary>The last changes applied, for watchers (derived from the log; not replicated, not in snapshots).</summary>
+    public WatchHistory History { get; }
+
+    // The changes of the write being applied, handed to History once it is applied.
+    private readonly List<WatchEvent> _changes = [];
 
     public int Count => _items.Count;
 
@@ -82,12 +103,17 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
 
     public LogIndex LastApplied { get; private set; }
 
+    /// <summary>The store's revision as of the last apply (the last applied index), safe to read from any thread.</summary>
+    public ulong Revision => Volatile.Read(ref _published).LastApplied.Value;
+
     public ReadOnlyMemory<byte> Apply(LogEntry entry)
     {
         Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
         LastApplied = entry.Index;
+        _changes.Clear();
         var answer = ApplyCommand(entry);
         Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+        History.Append(_changes);
         return answer;
     }
 
@@ -226,6 +252,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         {
             _keys = _keys.Add(key);
         }
+        _changes.Add(new WatchEvent(index, _changes.Count, WatchEventType.Put, key, value, current?.Value));
         return created;
     }
 
@@ -235,6 +262,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         {
             _items = _items.Remove(key);
             _keys = _keys.Remove(key);
+            _changes.Add(new WatchEvent(LastApplied.Value, _changes.Count, WatchEventType.Delete, key, null, current.Value));
         }
     }
 
@@ -392,6 +420,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         _sessions = sessions.ToImmutable();
         LastApplied = lastApplied;
         Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+        History.Reset(lastApplied.Value);
     }
 
     private static KvResult ReadResult(BinaryReader reader)

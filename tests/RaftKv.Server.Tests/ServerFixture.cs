@@ -16,6 +16,8 @@ public sealed class ServerFixture : WebApplicationFactory<Program>
         builder.UseSetting("RaftKv:Node:DataDir", DataDirectory);
         builder.UseSetting("RaftKv:Node:SeparatePorts", "false");
         builder.UseSetting("RaftKv:Node:TickMs", "10");
+        // A short watch history, so that a test can run past it (WatchApiTests).
+        builder.UseSetting("RaftKv:Kv:WatchHistoryEvents", "64");
     }
 
     /// <summary>A client once the node has elected itself and can serve linearizable requests.</summary>
