@@ -26,7 +26,7 @@ public static class ExitCodes
     /// <summary>The server refused the request as invalid or too large; nothing was applied.</summary>
     public const int Rejected = 7;
 
-    /// <summary>member/leader: the cluster refused the change for now (another change is in flight, a learner has not caught up).</summary>
+    /// <summary>member/leader: the cluster refused the change for now (another change is in flight, a learner has not caught up); watch: its start is no longer kept.</summary>
     public const int Conflict = 8;
 
     public const string Help = """
@@ -34,11 +34,12 @@ public static class ExitCodes
           0  success
           1  unexpected failure
           2  usage error (missing or bad argument, malformed URL, missing value file)
-          3  key not found (get)
-          4  CAS mismatch: nothing written (cas)
+          3  key not found (get), no key with the prefix (list)
+          4  CAS mismatch: nothing written (cas); the failure branch ran (txn)
           5  cluster unavailable: no node could serve the request
           6  outcome unknown: the write may or may not have been applied
           7  rejected by the server as invalid or too large
-          8  refused for now: another membership change is in flight, or the learner has not caught up
+          8  refused for now: another membership change is in flight, or the learner has not caught up; watch: the
+             start revision is no longer kept (list again)
         """;
 }

@@ -173,6 +173,70 @@ internal static class KvCommands
         return command;
     }
 
+    public static Command Watch(CliContext context)
+    {
+        var key = new Argument<string>("key") { Description = "The key to watch (with --prefix: the prefix)" };
+        var prefix = new Option<bool>("--prefix") { Description = "Watch every key that starts with KEY" };
+        var from = new Option<ulong?>("--from-revision") { Description = "Start at this revision (default: from now)" };
+        var previous = new Option<bool>("--prev-value") { Description = "Also print the value before each change" };
+        var count = new Option<int?>("--count") { Description = "Stop after this many changes (default: until Ctrl+C)" };
+        var command = new Command("watch", """
+            Print every change of a key or prefix as it happens: "PUT key value" or "DELETE key", one line each (with
+            --output json: one JSON object per line). A broken stream is resumed on another endpoint after the last change
+            printed, so nothing is missed or printed twice. Exit code 8 if the nodes no longer keep the start revision.
+
+            Examples:
+              raft-cli watch services/ --prefix
+              raft-cli watch config --from-revision 120 --prev-value --count 5
+            """);
+        command.Arguments.Add(key);
+        command.Options.Add(prefix);
+        command.Options.Add(from);
+        command.Options.Add(previous);
+        command.Options.Add(count);
+        command.SetAction((result, cancellationToken) => CliContext.GuardAsync(async () =>
+        {
+            if (result.GetValue(count) is < 1)
+            {
+                throw new UsageException("--count: at least 1");
+            }
+            using var client = context.Client(result);
+            var seen = 0;
+            try
+            {
+                await foreach (var change in client.WatchAsync(result.GetValue(key)!, result.GetValue(prefix), result.GetValue(from), result.GetValue(previous),
+                    cancellationToken).ConfigureAwait(false))
+                {
+                    if (context.Json(result))
+                    {
+                        CliContext.WriteJson(change, CliJson.Default.WatchChange);
+                    }
+                    else
+                    {
+                        var before = change.PrevValue is null ? "" : $" (was {change.PrevValue})";
+                        Console.Out.WriteLine(change.Type == "PUT" ? $"PUT {change.Key} {change.Value}{before} @{change.Revision}" : $"DELETE {change.Key}{before} @{change.Revision}");
+                    }
+                    await Console.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
+                    if (++seen == result.GetValue(count))
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (WatchCompactedException error)
+            {
+                Console.Error.WriteLine("raft-cli: " + error.Message);
+                return ExitCodes.Conflict;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Ctrl+C.
+            }
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
+
     public static Command Txn(CliContext context)
     {
         var file = new Argument<FileInfo?>("file") { Description = "The transaction as JSON (see docs/api.md); - or nothing: standard input", Arity = ArgumentArity.ZeroOrOne };
@@ -335,6 +399,7 @@ internal static class KvCommands
 [JsonSerializable(typeof(KvResponse))]
 [JsonSerializable(typeof(KvListResponse))]
 [JsonSerializable(typeof(TxnResponse))]
+[JsonSerializable(typeof(WatchChange))]
 [JsonSerializable(typeof(IReadOnlyList<EndpointStatus>))]
 [JsonSerializable(typeof(IReadOnlyList<HealthReport>))]
 [JsonSerializable(typeof(BenchmarkReport))]

@@ -61,6 +61,7 @@ root.Subcommands.Add(KvCommands.Set(context));
 root.Subcommands.Add(KvCommands.Get(context));
 root.Subcommands.Add(KvCommands.List(context));
 root.Subcommands.Add(KvCommands.Txn(context));
+root.Subcommands.Add(KvCommands.Watch(context));
 root.Subcommands.Add(KvCommands.Delete(context));
 root.Subcommands.Add(KvCommands.Cas(context));
 root.Subcommands.Add(ClusterCommands.Status(context));

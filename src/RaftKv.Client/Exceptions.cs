@@ -27,3 +27,6 @@ public sealed class InvalidRequestException(string message, int status, string? 
 
 /// <summary>The cluster refused a membership or leadership change for now (409): another change is in flight, or a learner has not caught up.</summary>
 public sealed class ConflictException(string message) : RaftKvException(message);
+
+/// <summary>The changes after a watch's position are no longer kept by the node: list the keys again and watch from the listing's index + 1.</summary>
+public sealed class WatchCompactedException(string message, Exception? inner = null) : RaftKvException(message, inner);

@@ -15,3 +15,7 @@ public enum Consistency
 public sealed record EndpointStatus(Uri Endpoint, StatusResponse? Status, string? Error);
 
 public sealed record HealthReport(Uri Endpoint, bool Live, bool Ready, string Detail);
+
+/// <summary>One change a watch delivered: its SSE id ("revision.sequence"), PUT or DELETE, the key, the new value, the revision, the value before (if asked).</summary>
+public sealed record WatchChange(string Id, string Type, string Key, string? Value, ulong Revision, string? PrevValue);
+

@@ -186,6 +186,135 @@ public sealed class RaftKvClient : IDisposable
         }
     }
 
+    /// <summary>How long a watch stream may stay silent (the server sends a keep-alive every 15 s) before it is resumed elsewhere.</summary>
+    private static readonly TimeSpan WatchSilence = TimeSpan.FromSeconds(35);
+
+    /// <summary>
+    /// Every change of <paramref name="key"/> (or, with <paramref name="isPrefix"/>, of the keys that start with it), from
+    /// <paramref name="fromRevision"/> (null: from the moment the first node answers), in order. A broken stream is
+    /// resumed on the next endpoint after the last change received (Last-Event-ID), so nothing is missed or repeated; it
+    /// gives up after MaxAttempts failed connections in a row (ClusterUnavailableException). A position the nodes no
+    /// longer keep throws <see cref="WatchCompactedException"/>. It ends only when <paramref name="cancellationToken"/> is cancelled.
+    /// </summary>
+    public async IAsyncEnumerable<WatchChange> WatchAsync(string key, bool isPrefix = false, ulong? fromRevision = null, bool previousValues = false,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        var query = (isPrefix ? "/watch?prefix=" : "/watch?key=") + Uri.EscapeDataString(key) + (previousValues ? "&prevValue=true" : "")
+            + (fromRevision is { } from ? "&fromRevision=" + from.ToString(System.Globalization.CultureInfo.InvariantCulture) : "");
+        string? lastId = null;
+        var failures = 0;
+        string? lastProblem = null;
+        for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
+        {
+            if (failures >= _options.MaxAttempts)
+            {
+                throw new ClusterUnavailableException($"the watch could not be resumed on any node ({lastProblem})");
+            }
+            if (failures > 0)
+            {
+                await Task.Delay(Backoff(failures), cancellationToken).ConfigureAwait(false);
+            }
+            var endpoint = PickEndpoint(attempt + 1); // any node serves a watch: round robin, not the leader
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(endpoint, query));
+            if (lastId is not null)
+            {
+                request.Headers.TryAddWithoutValidation("Last-Event-ID", lastId);
+            }
+            HttpResponseMessage response;
+            using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            connect.CancelAfter(_options.AttemptTimeout);
+            try
+            {
+                response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, connect.Token).ConfigureAwait(false);
+                connect.CancelAfter(Timeout.Infinite); // the connect time is up; the stream lasts
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                failures++;
+                lastProblem = $"{endpoint}: {error.Message}";
+                continue;
+            }
+            using (response)
+            {
+                if (response.StatusCode == HttpStatusCode.Gone)
+                {
+                    var gone = await ReadProblemAsync(response, cancellationToken).ConfigureAwait(false);
+                    throw new WatchCompactedException(gone?.Detail ?? "the watch's position is no longer kept");
+                }
+                if ((int)response.StatusCode is 400 or 401 or 403)
+                {
+                    var problem = await ReadProblemAsync(response, cancellationToken).ConfigureAwait(false);
+                    throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid watch", (int)response.StatusCode, problem?.Field);
+                }
+                if (!response.IsSuccessStatusCode)
+                {
+                    failures++;
+                    lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
+                    continue;
+                }
+                failures = 0;
+                var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false));
+                string? id = null, type = null, data = null;
+                while (true)
+                {
+                    string? line;
+                    // A node sends a keep-alive every 15 s: silence for longer means the node or the link is gone (a
+                    // paused process or a partition closes nothing).
+                    using var silence = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    silence.CancelAfter(WatchSilence);
+                    try
+                    {
+                        line = await reader.ReadLineAsync(silence.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception error) when (error is HttpRequestException or IOException
+                        || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+                    {
+                        lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "silent for " + WatchSilence.TotalSeconds + " s" : error.Message)}";
+                        break; // resume elsewhere
+                    }
+                    if (line is null)
+                    {
+                        break; // the node ended the stream (it stopped): resume elsewhere
+                    }
+                    if (line.StartsWith(": watching", StringComparison.Ordinal) && lastId is null
+                        && line.LastIndexOf(' ') is var space and > 0 && ulong.TryParse(line.AsSpan(space + 1), out var start))
+                    {
+                        lastId = start.ToString(System.Globalization.CultureInfo.InvariantCulture); // pin "from now" to where the first node started
+                        continue;
+                    }
+                    if (line.Length > 0)
+                    {
+                        var colon = line.IndexOf(':', StringComparison.Ordinal);
+                        if (colon > 0)
+                        {
+                            var value = line[(colon + 1)..].TrimStart();
+                            switch (line[..colon])
+                            {
+                                case "id": id = value; break;
+                                case "event": type = value; break;
+                                case "data": data = value; break;
+                            }
+                        }
+                        continue;
+                    }
+                    if (type == "compacted")
+                    {
+                        throw new WatchCompactedException($"the node no longer keeps changes after {lastId}: {data}");
+                    }
+                    if (id is not null && data is not null)
+                    {
+                        var change = JsonSerializer.Deserialize(data, ContractsJson.Default.WatchEventData)
+                            ?? throw new FormatException("a watch event without data");
+                        lastId = id;
+                        yield return new WatchChange(id, change.Type, change.Key, change.Value, change.Revision, change.PrevValue);
+                    }
+                    (id, type, data) = (null, null, null);
+                }
+            }
+        }
+    }
+
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value }, cancellationToken);
 

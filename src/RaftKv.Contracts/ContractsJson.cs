@@ -16,6 +16,7 @@ namespace RaftKv.Contracts;
 [JsonSerializable(typeof(KvListResponse))]
 [JsonSerializable(typeof(TxnRequest))]
 [JsonSerializable(typeof(TxnResponse))]
+[JsonSerializable(typeof(WatchEventData))]
 [JsonSerializable(typeof(ProblemResponse))]
 [JsonSerializable(typeof(StatusResponse))]
 [JsonSerializable(typeof(HealthResponse))]

@@ -105,3 +105,6 @@ public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResul
 
 /// <summary>A GET's value and versions; a PUT's new version and create revision; a DELETE's Found says whether the key was there.</summary>
 public sealed record TxnOperationResult(string Type, string Key, bool Found, string? Value, ulong Version, ulong CreateRevision);
+
+/// <summary>One change as GET /watch sends it, in an SSE event's data (the event's id is "revision.sequence").</summary>
+public sealed record WatchEventData(string Type, string Key, string? Value, ulong Revision, string? PrevValue);

@@ -1,17 +1,9 @@
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using RaftKv.Contracts;
 using RaftKv.StateMachine;
 
 namespace RaftKv.Server;
-
-/// <summary>One change as a watch stream sends it (the SSE event's data).</summary>
-public sealed record WatchEventData(string Type, string Key, string? Value, ulong Revision, string? PrevValue);
-
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(WatchEventData))]
-internal sealed partial class WatchJson : JsonSerializerContext;
 
 /// <summary>
 /// GET /watch?key=K or ?prefix=P, with fromRevision=N (or a Last-Event-ID header to resume) and prevValue=true: the
@@ -144,7 +136,7 @@ internal static class WatchApi
                         withPrevious ? change.PreviousValue : null);
                     text.Append("id: ").Append(change.Id).Append('\n')
                         .Append("event: ").Append(change.Type == WatchEventType.Put ? "put" : "delete").Append('\n')
-                        .Append("data: ").Append(JsonSerializer.Serialize(data, WatchJson.Default.WatchEventData)).Append("\n\n");
+                        .Append("data: ").Append(JsonSerializer.Serialize(data, ContractsJson.Default.WatchEventData)).Append("\n\n");
                 }
                 await response.WriteAsync(text.ToString(), aborted).ConfigureAwait(false);
                 await response.Body.FlushAsync(aborted).ConfigureAwait(false);
