@@ -9,6 +9,8 @@
 # server, driven by the same tool, compared in one sitting (run the two alternately). RAFTKV_BENCH_LOADS picks the loads
 # (";"-separated benchmark options, e.g. "--clients 64 --read-ratio 0.9"). RAFTKV_BENCH_TLS=1 runs the cluster with TLS on
 # both ports and a write token (scripts/cluster.sh --tls); raft-cli then speaks HTTPS with the token.
+# RAFTKV_BENCH_WATCHERS=N keeps N watch streams open on every key (curl -N on /watch?prefix=, spread over the three
+# nodes) during the runs, reading and discarding every change: the cost of watchers on the write path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +30,15 @@ RAFTKV_CLUSTER_SKIP_BUILD=1 "$tree/scripts/cluster.sh" start
 if [ "$scheme" = https ]; then
   export RAFTKV_CACERT="$RAFTKV_CLUSTER_DIR/certs/ca.pem" RAFTKV_TOKEN="$(cat "$RAFTKV_CLUSTER_DIR/token")"
 fi
-trap '"$tree/scripts/cluster.sh" stop >/dev/null; rm -rf "$RAFTKV_CLUSTER_DIR"' EXIT
-echo "== server: $tree ($(git -C "$tree" rev-parse --short HEAD)), $scheme"
+watchers=()
+trap 'for pid in "${watchers[@]}"; do kill "$pid" 2>/dev/null || true; done; "$tree/scripts/cluster.sh" stop >/dev/null; rm -rf "$RAFTKV_CLUSTER_DIR"' EXIT
+echo "== server: $tree ($(git -C "$tree" rev-parse --short HEAD)), $scheme, ${RAFTKV_BENCH_WATCHERS:-0} watchers"
+IFS=',' read -r -a endpoints <<<"$RAFTKV_ENDPOINTS"
+for i in $(seq 1 "${RAFTKV_BENCH_WATCHERS:-0}"); do
+  curl -sN ${RAFTKV_CACERT:+--cacert "$RAFTKV_CACERT"} ${RAFTKV_TOKEN:+-H "Authorization: Bearer $RAFTKV_TOKEN"} \
+    "${endpoints[$((i % 3))]}/watch?prefix=" >/dev/null 2>&1 &
+  watchers+=($!)
+done
 
 # Milliseconds of CPU (user + system) the server processes have used so far.
 server_cpu_ms() {

@@ -115,7 +115,6 @@ internal static class WatchApi
         var aborted = http.RequestAborted;
         await response.WriteAsync($": watching {(key is not null ? "key " + key : "prefix " + prefix)} after revision {position.Revision}\n\n", aborted).ConfigureAwait(false);
         await response.Body.FlushAsync(aborted).ConfigureAwait(false);
-        var text = new StringBuilder();
         while (!aborted.IsCancellationRequested)
         {
             var events = machine.History.After(ref position, matches, BatchEvents, out var changed);
@@ -129,16 +128,10 @@ internal static class WatchApi
             }
             if (events.Count > 0)
             {
-                text.Clear();
                 foreach (var change in events)
                 {
-                    var data = new WatchEventData(change.Type == WatchEventType.Put ? "PUT" : "DELETE", change.Key, change.Value, change.Revision,
-                        withPrevious ? change.PreviousValue : null);
-                    text.Append("id: ").Append(change.Id).Append('\n')
-                        .Append("event: ").Append(change.Type == WatchEventType.Put ? "put" : "delete").Append('\n')
-                        .Append("data: ").Append(JsonSerializer.Serialize(data, ContractsJson.Default.WatchEventData)).Append("\n\n");
+                    await response.Body.WriteAsync(Frame(change, withPrevious), aborted).ConfigureAwait(false);
                 }
-                await response.WriteAsync(text.ToString(), aborted).ConfigureAwait(false);
                 await response.Body.FlushAsync(aborted).ConfigureAwait(false);
                 continue; // there may be more already
             }
@@ -149,6 +142,26 @@ internal static class WatchApi
                 await response.Body.FlushAsync(aborted).ConfigureAwait(false);
             }
         }
+    }
+
+    // Each change is encoded once for every watcher that sends it (with and without its previous value), not once per
+    // watcher: with 100 watchers on every key, encoding per watcher was most of the server's work.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<WatchEvent, byte[][]> Frames = [];
+
+    private static byte[] Frame(WatchEvent change, bool withPrevious)
+    {
+        var frames = Frames.GetValue(change, static e => new byte[2][]);
+        var slot = withPrevious ? 1 : 0;
+        if (Volatile.Read(ref frames[slot]) is { } encoded)
+        {
+            return encoded;
+        }
+        var data = new WatchEventData(change.Type == WatchEventType.Put ? "PUT" : "DELETE", change.Key, change.Value, change.Revision,
+            withPrevious ? change.PreviousValue : null);
+        var text = $"id: {change.Id}\nevent: {(change.Type == WatchEventType.Put ? "put" : "delete")}\ndata: {JsonSerializer.Serialize(data, ContractsJson.Default.WatchEventData)}\n\n";
+        encoded = Encoding.UTF8.GetBytes(text);
+        Volatile.Write(ref frames[slot], encoded); // two watchers may both encode it: the same bytes either way
+        return encoded;
     }
 
     private static Task ProblemAsync(HttpContext http, ProblemResponse problem) =>
