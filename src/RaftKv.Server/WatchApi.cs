@@ -145,12 +145,10 @@ internal static class WatchApi
     }
 
     // Each change is encoded once for every watcher that sends it (with and without its previous value), not once per
-    // watcher: with 100 watchers on every key, encoding per watcher was most of the server's work.
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<WatchEvent, byte[][]> Frames = [];
-
+    // watcher, and kept on the change itself (a lookup table of weak references cost more than the encoding it saved).
     private static byte[] Frame(WatchEvent change, bool withPrevious)
     {
-        var frames = Frames.GetValue(change, static e => new byte[2][]);
+        var frames = change.Encoded;
         var slot = withPrevious ? 1 : 0;
         if (Volatile.Read(ref frames[slot]) is { } encoded)
         {

@@ -10,10 +10,28 @@ public enum WatchEventType : byte
 /// One change of one key: at <see cref="Revision"/> (the log index of the write; a transaction's changes share it and are
 /// told apart by <see cref="Sequence"/>), with the value before it.
 /// </summary>
-public sealed record WatchEvent(ulong Revision, int Sequence, WatchEventType Type, string Key, string? Value, string? PreviousValue)
+public sealed class WatchEvent(ulong revision, int sequence, WatchEventType type, string key, string? value, string? previousValue)
 {
+    public ulong Revision { get; } = revision;
+
+    public int Sequence { get; } = sequence;
+
+    public WatchEventType Type { get; } = type;
+
+    public string Key { get; } = key;
+
+    public string? Value { get; } = value;
+
+    public string? PreviousValue { get; } = previousValue;
+
     /// <summary>The SSE event id: "revision.sequence", ordered as the events are.</summary>
     public string Id => $"{Revision}.{Sequence}";
+
+    /// <summary>
+    /// Room for the serving layer to keep this change's encoding, so that it is encoded once however many watchers send
+    /// it: slot 0 without the previous value, slot 1 with it. Written at most a few times with the same bytes.
+    /// </summary>
+    public byte[]?[] Encoded { get; } = new byte[]?[2];
 
     /// <summary>Parses an id written by <see cref="Id"/> (or a bare revision: after all of that revision's events).</summary>
     public static bool TryParseId(string? text, out ulong revision, out int sequence)
