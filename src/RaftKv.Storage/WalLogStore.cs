@@ -447,7 +447,13 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     {
         if (entry.Index <= _baseIndex)
         {
-            return; // compacted
+            // Compacted, but when it was written it replaced everything after it, as in Append: any entry replayed so far
+            // past the base is older than this one and was cut. (Compaction can reach the replacing entry itself: with
+            // SnapshotKeepEntries = 0 the base is the snapshot's index; the simulator found a cut suffix brought back.)
+            entries.Clear();
+            _locations.TruncateTo(0);
+            _lastIndex = _baseIndex;
+            return;
         }
         if (entry.Index.Value > _lastIndex.Value + 1)
         {
