@@ -381,4 +381,40 @@ public sealed class WalLogStoreTests
 
         (disk.Syncs - syncs).Should().Be(1, "one fsync for the batch, none for a new commit index");
     }
+
+    [Fact]
+    public void A_suffix_replaced_from_below_a_full_segment_stays_replaced_after_reopen()
+    {
+        // A new segment is named by its first index and replay reads segments in that order. A cut below the first index
+        // of a full active segment must not start a segment that sorts before the one holding the entries it replaces.
+        var disk = new SimFileSystem();
+        ulong fullFrom;
+        using (var store = Open(disk, SmallSegments, out _))
+        {
+            // Find where segments roll, then fill the active segment exactly as full as the one before it.
+            ulong next = 1;
+            var rolls = new List<ulong>();
+            while (rolls.Count < 2)
+            {
+                var before = store.SegmentCount;
+                Write(store, Entry(next, 1, 100));
+                if (store.SegmentCount > before && next > 1)
+                {
+                    rolls.Add(next);
+                }
+                next++;
+            }
+            fullFrom = rolls[1];
+            while (next < fullFrom + (rolls[1] - rolls[0]))
+            {
+                Write(store, Entry(next++, 1, 100));
+            }
+            Write(store, Entry(fullFrom - 3, 2, 100), Entry(fullFrom - 2, 2, 100), Entry(fullFrom - 1, 2, 100));
+        }
+
+        using var reopened = Open(disk, SmallSegments, out var state);
+
+        state.Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal(
+            Enumerable.Range(1, (int)fullFrom - 1).Select(i => ((ulong)i, i < (int)fullFrom - 3 ? 1UL : 2UL)));
+    }
 }
