@@ -7,6 +7,9 @@
 #   RAFTKV_SOAK_DIR         where each process writes its log (default /tmp/raftkv-soak)
 #   RAFTKV_BUILD_LOCK       build under `flock` on this file with one MSBuild node (a machine shared with others)
 #   RAFTKV_SOAK_BUILD_ARGS  more build arguments, e.g. -p:MutantSymbol=MUTANT_X to see a soak catch a mutant
+#   RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES, RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES
+#                           fix every seed's snapshot settings instead of the seed's draw (keep 0: each snapshot compacts
+#                           every entry it covers), e.g. RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES=0 RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,9 @@ mkdir -p "$out"
 rm -f "$out"/soak-*.log
 "${build[@]}" > "$out/build.log" 2>&1 || { echo "build failed: see $out/build.log" >&2; exit 2; }
 runner="$out/build/bin/RaftKv.Simulation.Runner/release/RaftKv.Simulation.Runner.dll"
+runner_args=()
+[ -z "${RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES:-}" ] || runner_args+=(--snapshot-keep-entries "$RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES")
+[ -z "${RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES:-}" ] || runner_args+=(--snapshot-threshold-entries "$RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES")
 
 # Process p runs a contiguous slice of the seeds, without a time bound; it prints a FAIL line (and its replay command) for
 # each failing seed and a summary line at the end.
@@ -35,7 +41,7 @@ for ((p = 0; p < processes; p++)); do
   from=$(( first + p * per ))
   n=$(( count - p * per < per ? count - p * per : per ))
   [ "$n" -gt 0 ] || break
-  nice -n 19 dotnet "$runner" --first "$from" --count "$n" --seconds 100000000 --progress 100 > "$out/soak-$p.log" 2>&1 &
+  nice -n 19 dotnet "$runner" --first "$from" --count "$n" --seconds 100000000 --progress 100 "${runner_args[@]}" > "$out/soak-$p.log" 2>&1 &
   pids+=($!)
 done
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM

@@ -184,7 +184,11 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         }
         var first = entries[0].Index;
         Invariant.Assert(first > _baseIndex && first.Value <= _lastIndex.Value + 1, $"append at {first} to a log holding ({_baseIndex}, {_lastIndex}]");
-        if (_batch.WrittenCount == 0 && (_segments.Count == 0 || _segments[^1].Length >= _options.SegmentBytes))
+        // Replay reads segments in the order of their first index, so a new segment's first index must pass the active
+        // one's: after a cut back to or below it, batches go on in the active segment, however full, until the log passes
+        // that index again (at most the length of the cut, uncommitted suffix).
+        if (_batch.WrittenCount == 0
+            && (_segments.Count == 0 || (_segments[^1].Length >= _options.SegmentBytes && first > _segments[^1].FirstIndex)))
         {
             StartSegment(first);
         }
@@ -447,7 +451,13 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     {
         if (entry.Index <= _baseIndex)
         {
-            return; // compacted
+            // Compacted, but when it was written it replaced everything after it, as in Append: any entry replayed so far
+            // past the base is older than this one and was cut. (Compaction can reach the replacing entry itself: with
+            // SnapshotKeepEntries = 0 the base is the snapshot's index; the simulator found a cut suffix brought back.)
+            entries.Clear();
+            _locations.TruncateTo(0);
+            _lastIndex = _baseIndex;
+            return;
         }
         if (entry.Index.Value > _lastIndex.Value + 1)
         {

@@ -5,6 +5,9 @@ using RaftKv.Testing.Simulation;
 // Runs simulation seeds outside the test runner, for soaks and for scripts/mutants.sh. Each seed runs exactly as CI runs
 // it (SimulationOptions.ForSeed), so a failure printed here replays with the test's replay command.
 // Usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure] [--progress N]
+//          [--snapshot-keep-entries N] [--snapshot-threshold-entries N]
+// The last two fix the snapshot settings of every seed instead of letting the seed draw them (keep 0: each snapshot
+// compacts every entry it covers); the replay command printed for a failure carries them.
 // Prints "FAIL seed S (k seeds run): <message>" for each failure, "progress k" after every N seeds run (with --progress),
 // then one summary line; exits 1 if any seed failed.
 var first = 0;
@@ -13,6 +16,8 @@ var seconds = 600;
 var workers = 1;
 var stopAtFirstFailure = false;
 var progressEvery = 0;
+int? snapshotKeepEntries = null;
+int? snapshotThresholdEntries = null;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -23,8 +28,10 @@ for (var i = 0; i < args.Length; i++)
         case "--workers": workers = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--stop-at-first-failure": stopAtFirstFailure = true; break;
         case "--progress": progressEvery = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--snapshot-keep-entries": snapshotKeepEntries = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--snapshot-threshold-entries": snapshotThresholdEntries = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         default:
-            Console.Error.WriteLine("usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure] [--progress N]");
+            Console.Error.WriteLine("usage: RaftKv.Simulation.Runner [--first N] [--count N] [--seconds N] [--workers N] [--stop-at-first-failure] [--progress N] [--snapshot-keep-entries N] [--snapshot-threshold-entries N]");
             return 2;
     }
 }
@@ -53,7 +60,7 @@ void Work()
         string? failure = null;
         try
         {
-            new Simulator(SimulationOptions.ForSeed(seed)).Run();
+            new Simulator(SimulationOptions.ForSeed(seed, snapshotKeepEntries, snapshotThresholdEntries)).Run();
         }
         catch (SimulationFailureException e)
         {
@@ -70,7 +77,7 @@ void Work()
             {
                 failures.Add((seed, failure));
                 Console.WriteLine($"FAIL seed {seed} ({seed - first + 1} seeds in): {failure}");
-                Console.WriteLine($"  replay: {SimulationOptions.ForSeed(seed).ReplayCommand}");
+                Console.WriteLine($"  replay: {SimulationOptions.ForSeed(seed, snapshotKeepEntries, snapshotThresholdEntries).ReplayCommand}");
                 stop |= stopAtFirstFailure;
             }
         }

@@ -35,8 +35,9 @@ public sealed class DeterminismTests(ITestOutputHelper output)
     [Fact]
     public void Replays_the_seed_in_RAFTKV_SIM_SEED()
     {
-        var seed = int.TryParse(Environment.GetEnvironmentVariable("RAFTKV_SIM_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : 7;
-        var options = SimulationOptions.ForSeed(seed) with { RecordTrace = true };
+        var seed = ReadInt("RAFTKV_SIM_SEED") ?? 7;
+        var options = SimulationOptions.ForSeed(seed, ReadInt("RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES"), ReadInt("RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES"))
+            with { RecordTrace = true };
         try
         {
             var result = new Simulator(options).Run();
@@ -56,4 +57,7 @@ public sealed class DeterminismTests(ITestOutputHelper output)
             throw;
         }
     }
+
+    private static int? ReadInt(string variable) =>
+        int.TryParse(Environment.GetEnvironmentVariable(variable), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
 }

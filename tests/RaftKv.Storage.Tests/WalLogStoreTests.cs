@@ -70,6 +70,31 @@ public sealed class WalLogStoreTests
     }
 
     [Fact]
+    public void A_suffix_replaced_from_an_index_that_was_later_compacted_stays_replaced_after_reopen()
+    {
+        // Found by the simulator (seed 1003380): a follower of term 4 held 2/4 3/4 4/4; the leader of term 5 replaced
+        // 3/4 4/4 with 3/5; a snapshot at 3 with SnapshotKeepEntries = 0 compacted through 3/5 itself. Replay skipped
+        // 3/5 as compacted, and with it the cut it made, so 4/4 came back after the base 3/5.
+        var disk = new SimFileSystem();
+        using (var store = Open(disk, null, out _))
+        {
+            Write(store, Entry(1, 1), Entry(2, 4), Entry(3, 4), Entry(4, 4));
+            Write(store, Entry(3, 5));
+            store.Compact(new LogIndex(3), new Term(5));
+        }
+
+        using var reopened = Open(disk, null, out var state);
+
+        state.BaseIndex.Should().Be(new LogIndex(3));
+        state.BaseTerm.Should().Be(new Term(5));
+        state.Entries.Should().BeEmpty("4/4 was cut when 3/5 replaced 3/4, before the compaction");
+
+        Write(reopened, Entry(4, 5));
+        using var again = Open(disk, null, out var later);
+        later.Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal((4UL, 5UL));
+    }
+
+    [Fact]
     public void A_crash_at_any_point_of_an_append_loses_only_entries_not_yet_reported_persisted()
     {
         for (var seed = 0; seed < 300; seed++)
@@ -355,5 +380,41 @@ public sealed class WalLogStoreTests
         store.Sync();
 
         (disk.Syncs - syncs).Should().Be(1, "one fsync for the batch, none for a new commit index");
+    }
+
+    [Fact]
+    public void A_suffix_replaced_from_below_a_full_segment_stays_replaced_after_reopen()
+    {
+        // A new segment is named by its first index and replay reads segments in that order. A cut below the first index
+        // of a full active segment must not start a segment that sorts before the one holding the entries it replaces.
+        var disk = new SimFileSystem();
+        ulong fullFrom;
+        using (var store = Open(disk, SmallSegments, out _))
+        {
+            // Find where segments roll, then fill the active segment exactly as full as the one before it.
+            ulong next = 1;
+            var rolls = new List<ulong>();
+            while (rolls.Count < 2)
+            {
+                var before = store.SegmentCount;
+                Write(store, Entry(next, 1, 100));
+                if (store.SegmentCount > before && next > 1)
+                {
+                    rolls.Add(next);
+                }
+                next++;
+            }
+            fullFrom = rolls[1];
+            while (next < fullFrom + (rolls[1] - rolls[0]))
+            {
+                Write(store, Entry(next++, 1, 100));
+            }
+            Write(store, Entry(fullFrom - 3, 2, 100), Entry(fullFrom - 2, 2, 100), Entry(fullFrom - 1, 2, 100));
+        }
+
+        using var reopened = Open(disk, SmallSegments, out var state);
+
+        state.Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal(
+            Enumerable.Range(1, (int)fullFrom - 1).Select(i => ((ulong)i, i < (int)fullFrom - 3 ? 1UL : 2UL)));
     }
 }

@@ -146,6 +146,16 @@ public sealed record SimulationOptions
     /// </summary>
     public static SimulationOptions ForSeed(int seed) => new() { Seed = seed, NodeCount = seed % 2 == 0 ? 3 : 5, Swarm = true };
 
+    /// <summary>
+    /// CI's options for a seed with the snapshot settings fixed instead of drawn (null: drawn as in CI), e.g. keep 0 to
+    /// compact every entry each snapshot covers. The runner's --snapshot-keep-entries and --snapshot-threshold-entries,
+    /// and the replay test's RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES and RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES, set them.
+    /// </summary>
+    public static SimulationOptions ForSeed(int seed, int? snapshotKeepEntries, int? snapshotThresholdEntries) =>
+        ForSeed(seed) with { SnapshotKeepEntries = snapshotKeepEntries, SnapshotThresholdEntries = snapshotThresholdEntries };
+
     public string ReplayCommand =>
-        $"RAFTKV_SIM_SEED={Seed} dotnet test tests/RaftKv.Simulation.Tests --filter \"FullyQualifiedName~Replays_the_seed_in_RAFTKV_SIM_SEED\"";
+        (SnapshotKeepEntries is { } keep ? $"RAFTKV_SIM_SNAPSHOT_KEEP_ENTRIES={keep} " : "")
+        + (SnapshotThresholdEntries is { } threshold ? $"RAFTKV_SIM_SNAPSHOT_THRESHOLD_ENTRIES={threshold} " : "")
+        + $"RAFTKV_SIM_SEED={Seed} dotnet test tests/RaftKv.Simulation.Tests --filter \"FullyQualifiedName~Replays_the_seed_in_RAFTKV_SIM_SEED\"";
 }
