@@ -113,11 +113,7 @@ public static class KvApi
             // Not a transaction's answer: a refusal (stale sequence), or the node's own (no leader, outcome unknown, …).
             return Answer(http, answer, missingIs404: false);
         }
-        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
-        if (leader is not null)
-        {
-            http.Response.Headers[LeaderHeader] = leader;
-        }
+        var leader = NameLeader(http, answer);
         KvTxnResult result;
         try
         {
@@ -185,11 +181,7 @@ public static class KvApi
         {
             return Answer(http, answer, missingIs404: false);
         }
-        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
-        if (leader is not null)
-        {
-            http.Response.Headers[LeaderHeader] = leader;
-        }
+        var leader = NameLeader(http, answer);
         KvRangeResult page;
         try
         {
@@ -226,11 +218,7 @@ public static class KvApi
     /// <summary>What the node's answer means over HTTP.</summary>
     private static KvHttpResult Answer(HttpContext http, NodeAnswer answer, bool missingIs404)
     {
-        var leader = answer.Leader.IsNone ? null : answer.Leader.ToString();
-        if (leader is not null)
-        {
-            http.Response.Headers[LeaderHeader] = leader;
-        }
+        var leader = NameLeader(http, answer);
         switch (answer.Status)
         {
             case AnswerStatus.Ok:
@@ -262,6 +250,18 @@ public static class KvApi
                 return Problem(new ProblemResponse("urn:raftkv:problem:outcome-unknown", "Outcome unknown", 504,
                     (answer.Reason ?? "the outcome is unknown") + ". The write may or may not be applied: retry with the same clientId and seq to apply it at most once."));
         }
+    }
+
+    /// <summary>The leader the answer names (null if none), also put in the X-Raft-Leader header.</summary>
+    private static string? NameLeader(HttpContext http, NodeAnswer answer)
+    {
+        if (answer.Leader.IsNone)
+        {
+            return null;
+        }
+        var leader = answer.Leader.ToString();
+        http.Response.Headers[LeaderHeader] = leader;
+        return leader;
     }
 
     private static string? Error(KvError error) => error switch

@@ -67,17 +67,9 @@ internal static class KvRequests
         {
             return Invalid(400, request.Expected is not null ? "expected" : "expectedVersion", "only CAS takes an expected value or version");
         }
-        if ((request.ClientId is null) != (request.Seq is null))
+        if (SessionProblem(request.ClientId, request.Seq) is { } session)
         {
-            return Invalid(400, request.ClientId is null ? "clientId" : "seq", "clientId and seq go together (exactly-once sessions)");
-        }
-        if (request.ClientId is not null && (request.ClientId.Length is 0 or > 256))
-        {
-            return Invalid(400, "clientId", "between 1 and 256 characters");
-        }
-        if (request.Seq == 0)
-        {
-            return Invalid(400, "seq", "sequence numbers start at 1");
+            return new KvRequest(null, default, session);
         }
         if (operation == KvOperation.Get && request.ClientId is not null)
         {
@@ -96,6 +88,20 @@ internal static class KvRequests
     }
 
     /// <summary>400 (or 413 for a size) naming the field that is wrong.</summary>
+    /// <summary>The session of a write (POST /command or /txn): clientId and seq together, an id of 1 to 256 characters, seq from 1.</summary>
+    public static ProblemResponse? SessionProblem(string? clientId, ulong? seq)
+    {
+        if ((clientId is null) != (seq is null))
+        {
+            return Problem(400, clientId is null ? "clientId" : "seq", "clientId and seq go together (exactly-once sessions)");
+        }
+        if (clientId is not null && (clientId.Length is 0 or > 256))
+        {
+            return Problem(400, "clientId", "between 1 and 256 characters");
+        }
+        return seq == 0 ? Problem(400, "seq", "sequence numbers start at 1") : null;
+    }
+
     /// <summary>The query of GET /kv: prefix, after, limit, countOnly, consistency; each bad one is named.</summary>
     public static (KvRangeQuery? Query, ReadConsistency Consistency, ProblemResponse? Problem) ValidateList(
         Microsoft.AspNetCore.Http.IQueryCollection query, KvOptions settings)

@@ -47,17 +47,9 @@ internal static class TxnRequests
         {
             return Invalid(400, "body", "a transaction needs a comparison or an operation");
         }
-        if ((request.ClientId is null) != (request.Seq is null))
+        if (KvRequests.SessionProblem(request.ClientId, request.Seq) is { } session)
         {
-            return Invalid(400, request.ClientId is null ? "clientId" : "seq", "clientId and seq go together (exactly-once sessions)");
-        }
-        if (request.ClientId is not null && (request.ClientId.Length is 0 or > 256))
-        {
-            return Invalid(400, "clientId", "between 1 and 256 characters");
-        }
-        if (request.Seq == 0)
-        {
-            return Invalid(400, "seq", "sequence numbers start at 1");
+            return (null, session);
         }
         return (new KvTxn(compares, branches[0], branches[1], request.ClientId, request.Seq ?? 0), null);
     }

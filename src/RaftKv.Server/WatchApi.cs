@@ -20,12 +20,12 @@ internal static class WatchApi
 
     public static void Map(RouteGroupBuilder kv, KvStateMachine machine, KvOptions options)
     {
-        var watchers = new int[1];
+        var watchers = new WatcherCount();
         Func<HttpContext, Task> watch = http => WatchAsync(http, machine, options, watchers);
         kv.MapGet("/watch", watch);
     }
 
-    private static async Task WatchAsync(HttpContext http, KvStateMachine machine, KvOptions options, int[] watchers)
+    private static async Task WatchAsync(HttpContext http, KvStateMachine machine, KvOptions options, WatcherCount watchers)
     {
         var query = http.Request.Query;
         var key = query["key"].FirstOrDefault();
@@ -77,9 +77,9 @@ internal static class WatchApi
                 "fromRevision")).ConfigureAwait(false);
             return;
         }
-        if (Interlocked.Increment(ref watchers[0]) > options.MaxWatchers)
+        if (Interlocked.Increment(ref watchers.Streams) > options.MaxWatchers)
         {
-            Interlocked.Decrement(ref watchers[0]);
+            Interlocked.Decrement(ref watchers.Streams);
             http.Response.Headers.RetryAfter = "1";
             await ProblemAsync(http, new ProblemResponse("urn:raftkv:problem:too-many-watchers", "Too many watchers", 503,
                 $"this node serves at most {options.MaxWatchers} watch streams (RaftKv:Kv:MaxWatchers); try another node or later")).ConfigureAwait(false);
@@ -99,7 +99,7 @@ internal static class WatchApi
         }
         finally
         {
-            Interlocked.Decrement(ref watchers[0]);
+            Interlocked.Decrement(ref watchers.Streams);
         }
     }
 
@@ -148,18 +148,30 @@ internal static class WatchApi
     // watcher, and kept on the change itself (a lookup table of weak references cost more than the encoding it saved).
     private static byte[] Frame(WatchEvent change, bool withPrevious)
     {
-        var frames = change.Encoded;
-        var slot = withPrevious ? 1 : 0;
-        if (Volatile.Read(ref frames[slot]) is { } encoded)
+        if ((withPrevious ? change.EncodedWithPrevious : change.Encoded) is { } encoded)
         {
             return encoded;
         }
         var data = new WatchEventData(change.Type == WatchEventType.Put ? "PUT" : "DELETE", change.Key, change.Value, change.Revision,
             withPrevious ? change.PreviousValue : null);
-        var text = $"id: {change.Id}\nevent: {(change.Type == WatchEventType.Put ? "put" : "delete")}\ndata: {JsonSerializer.Serialize(data, ContractsJson.Default.WatchEventData)}\n\n";
-        encoded = Encoding.UTF8.GetBytes(text);
-        Volatile.Write(ref frames[slot], encoded); // two watchers may both encode it: the same bytes either way
+        encoded = Encoding.UTF8.GetBytes(
+            $"id: {change.Id}\nevent: {(change.Type == WatchEventType.Put ? "put" : "delete")}\ndata: {JsonSerializer.Serialize(data, ContractsJson.Default.WatchEventData)}\n\n");
+        // Two watchers may both encode it: the same bytes either way.
+        if (withPrevious)
+        {
+            change.EncodedWithPrevious = encoded;
+        }
+        else
+        {
+            change.Encoded = encoded;
+        }
         return encoded;
+    }
+
+    /// <summary>The watch streams this node serves now (at most MaxWatchers).</summary>
+    private sealed class WatcherCount
+    {
+        public int Streams;
     }
 
     private static Task ProblemAsync(HttpContext http, ProblemResponse problem) =>

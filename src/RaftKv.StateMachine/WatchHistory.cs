@@ -29,9 +29,11 @@ public sealed class WatchEvent(ulong revision, int sequence, WatchEventType type
 
     /// <summary>
     /// Room for the serving layer to keep this change's encoding, so that it is encoded once however many watchers send
-    /// it: slot 0 without the previous value, slot 1 with it. Written at most a few times with the same bytes.
+    /// it (written at most a few times, with the same bytes); <see cref="EncodedWithPrevious"/> also holds the value before.
     /// </summary>
-    public byte[]?[] Encoded { get; } = new byte[]?[2];
+    public byte[]? Encoded { get; set; }
+
+    public byte[]? EncodedWithPrevious { get; set; }
 
     /// <summary>Parses an id written by <see cref="Id"/> (or a bare revision: after all of that revision's events).</summary>
     public static bool TryParseId(string? text, out ulong revision, out int sequence)
@@ -65,6 +67,7 @@ public sealed class WatchHistory
     private long _written; // events ever appended; the ring holds the last min(_written, Capacity)
     private ulong _compactedThrough; // every change at or below this revision may be gone
     private TaskCompletionSource _appended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _awaited; // a reader holds _appended's task: only then does an append complete and replace it
 
     public WatchHistory(int capacity)
     {
@@ -93,7 +96,7 @@ public sealed class WatchHistory
         {
             return;
         }
-        TaskCompletionSource appended;
+        TaskCompletionSource? appended = null;
         lock (_lock)
         {
             foreach (var change in events)
@@ -106,10 +109,15 @@ public sealed class WatchHistory
                 _ring[slot] = change;
                 _written++;
             }
-            appended = _appended;
-            _appended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            if (_awaited)
+            {
+                // Every applied write comes here: with nobody watching, it allocates and wakes nothing.
+                appended = _appended;
+                _appended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _awaited = false;
+            }
         }
-        appended.SetResult();
+        appended?.SetResult();
     }
 
     /// <summary>The state was replaced by a snapshot at <paramref name="revision"/>: every change at or below it is gone.</summary>
@@ -136,6 +144,7 @@ public sealed class WatchHistory
         lock (_lock)
         {
             changed = _appended.Task;
+            _awaited = true;
             if (revision < _compactedThrough)
             {
                 return null;
