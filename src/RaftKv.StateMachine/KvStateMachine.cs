@@ -126,10 +126,10 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             if (!data.IsEmpty && data[0] == KvTxn.Format)
             {
                 var txn = KvTxn.Decode(data);
-                return InSession(txn.ClientId, txn.Sequence, index, () => Execute(txn, index).Encode());
+                return Replayed(txn.ClientId, txn.Sequence, index) ?? Remember(txn.ClientId, txn.Sequence, index, Execute(txn, index).Encode());
             }
             var command = KvCommand.Decode(data);
-            return InSession(command.ClientId, command.Sequence, index, () => Execute(command, index).Encode());
+            return Replayed(command.ClientId, command.Sequence, index) ?? Remember(command.ClientId, command.Sequence, index, Execute(command, index).Encode());
         }
         catch (FormatException)
         {
@@ -137,23 +137,28 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         }
     }
 
-    /// <summary>Runs a write at most once per client session: a retry of the last sequence gets the saved answer.</summary>
-    private byte[] InSession(string? clientId, ulong sequence, ulong index, Func<byte[]> execute)
+    /// <summary>
+    /// A write of a session that must not run (again): its saved answer if it is a retry of the last sequence applied,
+    /// a stale-sequence refusal if it is older; null if it is new (or has no session) and runs.
+    /// </summary>
+    private byte[]? Replayed(string? clientId, ulong sequence, ulong index)
     {
-        if (clientId is not null && _sessions.TryGetValue(clientId, out var session))
+        if (clientId is null || !_sessions.TryGetValue(clientId, out var session))
         {
-            if (sequence == session.Sequence)
-            {
-                // A retry of what was already applied: the same answer, nothing applied again.
-                _sessions = _sessions.SetItem(clientId, session with { LastIndex = index });
-                return session.Answer;
-            }
-            if (sequence < session.Sequence)
-            {
-                return KvResult.Failed(KvError.StaleSequence, index).Encode();
-            }
+            return null;
         }
-        var answer = execute();
+        if (sequence == session.Sequence)
+        {
+            // A retry of what was already applied: the same answer, nothing applied again.
+            _sessions = _sessions.SetItem(clientId, session with { LastIndex = index });
+            return session.Answer;
+        }
+        return sequence < session.Sequence ? KvResult.Failed(KvError.StaleSequence, index).Encode() : null;
+    }
+
+    /// <summary>Keeps a write's answer for its session (so that a retry gets it), then expires old sessions.</summary>
+    private byte[] Remember(string? clientId, ulong sequence, ulong index, byte[] answer)
+    {
         if (clientId is not null)
         {
             _sessions = _sessions.SetItem(clientId, new Session(sequence, answer, index));

@@ -189,7 +189,8 @@ internal sealed partial class RaftPeerService(IPeerHost host, IncomingSnapshots 
             host.Refused(caller.From, refusal.Reason);
             throw new RpcException(new Status(refusal.StatusCode, refusal.Reason));
         }
-        if (PeerCredentials.ClientUrlFrom(context.RequestHeaders) is { } clientUrl)
+        // Learned once per stream a peer opens, not on every forwarded request.
+        if (call == PeerCall.Stream && PeerCredentials.ClientUrlFrom(context.RequestHeaders) is { } clientUrl)
         {
             host.SawClientUrl(caller.From, clientUrl);
         }
