@@ -38,6 +38,9 @@ public sealed record FaultRunOptions
 
     public int Seed { get; init; } = 1;
 
+    /// <summary>The percentage of the workload's operations that are transactions on pairs of keys (0: none); needs an even <see cref="Keys"/>.</summary>
+    public int Transactions { get; init; }
+
     /// <summary>Extra server arguments (for example smaller snapshot thresholds, so that restarts catch up by snapshot).</summary>
     public IReadOnlyList<string> ServerArguments { get; init; } = ["--snapshot-threshold-entries", "1000", "--snapshot-keep-entries", "100"];
 }
@@ -101,7 +104,7 @@ public static class FaultRun
         log($"{options.Nodes} nodes serving{(lab is null ? " on loopback" : $" in network lab {lab.Bridge}")} after {clock.Elapsed.TotalSeconds:F1}s");
 
         var workload = new Workload([.. cluster.Endpoints, .. cluster.SpareEndpoints], cluster.CreateClientHandler,
-            options.Clients, options.Keys, options.Seed, cluster.Secured?.Token);
+            options.Clients, options.Keys, options.Seed, cluster.Secured?.Token, options.Transactions);
         var nemesis = new Nemesis(cluster, options.Seed, log);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var clients = workload.RunAsync(stop.Token);

@@ -13,6 +13,8 @@ public sealed class WorkloadCounts
     private long _reads;
     private long _unknown;
     private long _failed;
+    private long _transactionsSucceeded;
+    private long _transactionsFailed;
 
     public long AcknowledgedWrites => Interlocked.Read(ref _acknowledgedWrites);
 
@@ -23,7 +25,15 @@ public sealed class WorkloadCounts
     /// <summary>Operations that did not happen (refused, no node reachable): left out of the history.</summary>
     public long Failed => Interlocked.Read(ref _failed);
 
+    /// <summary>Answered transactions whose comparisons held (the success branch ran).</summary>
+    public long TransactionsSucceeded => Interlocked.Read(ref _transactionsSucceeded);
+
+    /// <summary>Answered transactions whose comparisons failed (the failure branch ran).</summary>
+    public long TransactionsFailed => Interlocked.Read(ref _transactionsFailed);
+
     public List<string> Anomalies { get; } = [];
+
+    internal void Transaction(bool succeeded) => Interlocked.Increment(ref succeeded ? ref _transactionsSucceeded : ref _transactionsFailed);
 
     internal void Acknowledged() => Interlocked.Increment(ref _acknowledgedWrites);
 
@@ -65,13 +75,17 @@ public sealed class WorkloadCounts
     internal void Fail() => Interlocked.Increment(ref _failed);
 
     public override string ToString() =>
-        $"{AcknowledgedWrites:N0} acknowledged writes, {Reads:N0} reads, {Unknown:N0} outcomes unknown, {Failed:N0} refused or unreachable";
+        $"{AcknowledgedWrites:N0} acknowledged writes, {Reads:N0} reads, {Unknown:N0} outcomes unknown, {Failed:N0} refused or unreachable"
+        + (TransactionsSucceeded + TransactionsFailed > 0 ? $"; transactions: {TransactionsSucceeded:N0} took the success branch, {TransactionsFailed:N0} the failure branch" : "");
 }
 
 /// <summary>
 /// Several concurrent clients doing random reads, writes and compare-and-sets on a handful of keys, so that they collide,
 /// each with one request in flight and its own session. Every operation's invocation and completion times and result go
 /// into a <see cref="History"/>. A write that times out or loses its connection is recorded with an unknown outcome.
+/// With transactions, a share of the operations are transactions on a pair of keys (k0 with k1, k2 with k3, …): a
+/// compare-and-write of both, an atomic read of both, a write guarded by the version last read, a move (read, delete,
+/// write the other); the pairs keep the linearizability check's groups of keys small.
 /// </summary>
 public sealed class Workload
 {
@@ -80,11 +94,21 @@ public sealed class Workload
     private readonly int _clients;
     private readonly int _keys;
     private readonly int _seed;
+    private readonly int _transactions;
 
     private readonly string? _token;
 
-    public Workload(IReadOnlyList<Uri> endpoints, Func<HttpMessageHandler> handler, int clients = 6, int keys = 4, int seed = 1, string? token = null)
+    /// <summary>A workload; <paramref name="transactions"/> is the percentage of operations that are transactions (they need an even number of keys).</summary>
+    public Workload(IReadOnlyList<Uri> endpoints, Func<HttpMessageHandler> handler, int clients = 6, int keys = 4, int seed = 1, string? token = null,
+        int transactions = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(transactions);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(transactions, 100);
+        if (transactions > 0 && (keys < 2 || keys % 2 != 0))
+        {
+            throw new ArgumentException($"transactions work on pairs of keys: {keys} keys", nameof(keys));
+        }
+        _transactions = transactions;
         _token = token;
         _endpoints = endpoints;
         _handler = handler;
@@ -152,6 +176,7 @@ public sealed class Workload
     {
         var random = new Random(_seed * 1_000 + client);
         var lastSeen = new Dictionary<string, string>(StringComparer.Ordinal);
+        var lastRead = new Dictionary<string, (string? Value, ulong Version)>(StringComparer.Ordinal); // for version comparisons
         using var handler = _handler();
         var http = NewClient(handler, client, TimeSpan.FromSeconds(3));
         var written = 0;
@@ -159,14 +184,24 @@ public sealed class Workload
         {
             while (!stop.IsCancellationRequested)
             {
-                var key = Key(random.Next(_keys));
-                var roll = random.Next(100);
-                if (roll < 45)
+                var index = random.Next(_keys);
+                var key = Key(index);
+                var transact = _transactions > 0 && random.Next(100) < _transactions; // no draw without transactions: the same runs as before
+                var roll = transact ? -1 : random.Next(100);
+                if (transact)
                 {
-                    var value = await ReadAsync(http, client, key, stop).ConfigureAwait(false);
-                    if (value is not null)
+                    await TransactAsync(http, client, random, key, Key(index ^ 1), () => $"c{client}-{++written}", lastSeen, lastRead, stop).ConfigureAwait(false);
+                }
+                else if (roll < 45)
+                {
+                    var response = await ReadAsync(http, client, key, stop).ConfigureAwait(false);
+                    if (response is not null)
                     {
-                        lastSeen[key] = value;
+                        lastRead[key] = response.Found ? (response.Value, response.Version) : (null, 0);
+                        if (response is { Found: true, Value: { } value })
+                        {
+                            lastSeen[key] = value;
+                        }
                     }
                 }
                 else if (roll < 50)
@@ -196,7 +231,7 @@ public sealed class Workload
         }
     }
 
-    private async Task<string?> ReadAsync(RaftKvClient http, int client, string key, CancellationToken stop)
+    private async Task<KvResponse?> ReadAsync(RaftKvClient http, int client, string key, CancellationToken stop)
     {
         var call = Call(client);
         try
@@ -204,7 +239,7 @@ public sealed class Workload
             var response = await http.GetAsync(key, Consistency.Linearizable, stop).ConfigureAwait(false);
             History.Add(Operation.Get(client, key, call, Return(client, call), response.Found ? response.Value : null));
             Counts.Read();
-            return response.Value;
+            return response;
         }
         catch (Exception e) when (e is ClusterUnavailableException or OutcomeUnknownException)
         {
@@ -227,9 +262,9 @@ public sealed class Workload
                 Unexpected(client, $"a write to {key}", response); // stale_sequence: a session went backwards
                 return;
             }
-            History.Add(expected is null
+            History.Add((expected is null
                 ? Operation.Set(client, key, value, call, done)
-                : Operation.Cas(client, key, expected, value, call, done, response.Ok));
+                : Operation.Cas(client, key, expected, value, call, done, response.Ok)) with { Index = response.Index });
             if (response.Ok)
             {
                 Counts.Acknowledged();
@@ -270,7 +305,7 @@ public sealed class Workload
                 Unexpected(client, $"a delete of {key}", response);
                 return;
             }
-            History.Add(Operation.Delete(client, key, call, done, response.Found));
+            History.Add(Operation.Delete(client, key, call, done, response.Found) with { Index = response.Index });
             Counts.Acknowledged();
             Counts.AcknowledgedAt(key, response.Index, deleted: true);
         }
@@ -292,6 +327,135 @@ public sealed class Workload
             Counts.Fail();
         }
     }
+
+    /// <summary>
+    /// One transaction on <paramref name="key"/> and its pair <paramref name="other"/>, of one of four shapes: write
+    /// both if the key holds what this client last saw (or is absent), else read both; read both; write the key if its
+    /// version is the one last read, else read it; if the key exists read it, delete it and write the other, else read
+    /// the other.
+    /// </summary>
+    private async Task TransactAsync(RaftKvClient http, int client, Random random, string key, string other, Func<string> newValue,
+        Dictionary<string, string> lastSeen, Dictionary<string, (string? Value, ulong Version)> lastRead, CancellationToken stop)
+    {
+        List<TxnCondition> conditions;
+        List<TxnStep> success, failure;
+        var shape = random.Next(4);
+        if (shape == 2 && !lastRead.ContainsKey(key))
+        {
+            shape = 0; // no version read yet
+        }
+        switch (shape)
+        {
+            case 0:
+                conditions = [lastSeen.TryGetValue(key, out var seen) ? TxnCondition.ValueIs(key, seen) : TxnCondition.Absent(key)];
+                success = [TxnStep.Put(key, newValue()), TxnStep.Put(other, newValue())];
+                failure = [TxnStep.Get(key), TxnStep.Get(other)];
+                break;
+            case 1:
+                conditions = [];
+                success = [TxnStep.Get(key), TxnStep.Get(other)];
+                failure = [];
+                break;
+            case 2:
+                var (valueRead, version) = lastRead[key];
+                conditions = [TxnCondition.VersionIs(key, version, valueRead)];
+                success = [TxnStep.Put(key, newValue())];
+                failure = [TxnStep.Get(key)];
+                break;
+            default:
+                conditions = [TxnCondition.Exists(key)];
+                success = [TxnStep.Get(key), TxnStep.Delete(key), TxnStep.Put(other, newValue())];
+                failure = [TxnStep.Get(other)];
+                break;
+        }
+        var request = new TxnRequest
+        {
+            Compare = [.. conditions.Select(c => c.Kind switch
+            {
+                ConditionKind.ValueIs => new TxnCompare { Key = c.Key, Target = "value", Op = "=", Value = c.Value },
+                ConditionKind.Exists => new TxnCompare { Key = c.Key, Target = "exists", Op = "=", Exists = true },
+                ConditionKind.Absent => new TxnCompare { Key = c.Key, Target = "exists", Op = "=", Exists = false },
+                _ => new TxnCompare { Key = c.Key, Target = "version", Op = "=", Version = c.Version },
+            })],
+            Success = [.. success.Select(Request)],
+            Failure = [.. failure.Select(Request)],
+        };
+        var call = Call(client);
+        try
+        {
+            var response = await http.TxnAsync(request, stop).ConfigureAwait(false);
+            var done = Return(client, call);
+            var ran = response.Succeeded ? success : failure;
+            if (response.Results.Count != ran.Count
+                || response.Results.Zip(ran).Any(p => p.First.Key != p.Second.Key || !p.First.Type.Equals(p.Second.Kind.ToString(), StringComparison.OrdinalIgnoreCase)))
+            {
+                lock (Counts.Anomalies)
+                {
+                    Counts.Anomalies.Add($"c{client}: a transaction's results do not match the branch that ran (index {response.Index}): "
+                        + string.Join(", ", response.Results.Select(r => $"{r.Type} {r.Key}")));
+                }
+                return;
+            }
+            var seenNow = response.Results.Zip(ran).Select(p => p.Second.Kind switch
+            {
+                TxnStepKind.Get => p.First.Found ? TxnSeen.Of(p.First.Value ?? "") : TxnSeen.Absent,
+                _ => new TxnSeen(p.First.Found),
+            }).ToList();
+            History.Add(Operation.Txn(client, conditions, success, failure, call, done, response.Succeeded, seenNow) with { Index = response.Index });
+            Counts.Transaction(response.Succeeded);
+            foreach (var (result, step) in response.Results.Zip(ran))
+            {
+                switch (step.Kind)
+                {
+                    case TxnStepKind.Get:
+                        lastRead[step.Key] = result.Found ? (result.Value, result.Version) : (null, 0);
+                        if (result is { Found: true, Value: { } value })
+                        {
+                            lastSeen[step.Key] = value;
+                        }
+                        break;
+                    default:
+                        Counts.AcknowledgedAt(step.Key, response.Index, deleted: step.Kind == TxnStepKind.Delete);
+                        break;
+                }
+            }
+            if (ran.Any(s => s.Kind != TxnStepKind.Get))
+            {
+                Counts.Acknowledged();
+            }
+            else
+            {
+                Counts.Read();
+            }
+        }
+        catch (Exception e) when (e is OutcomeUnknownException or ClusterUnavailableException
+            || (e is OperationCanceledException && stop.IsCancellationRequested))
+        {
+            // Unknown: no attempt answered (OutcomeUnknown). ClusterUnavailable says no attempt can have been applied;
+            // it is recorded as unknown too, which costs the check nothing (an unknown operation may take effect never),
+            // while one recorded as not having happened that did would be a false alarm.
+            History.Add(Operation.Txn(client, conditions, success, failure, call, long.MaxValue, succeeded: false));
+            Counts.Indeterminate();
+            foreach (var step in success.Concat(failure).Where(s => s.Kind == TxnStepKind.Delete))
+            {
+                Counts.DeleteOutcomeUnknown(step.Key);
+            }
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+        }
+        catch (ConflictException e)
+        {
+            lock (Counts.Anomalies)
+            {
+                Counts.Anomalies.Add($"c{client}: '{e.Message}' answering a transaction"); // stale_sequence: a session went backwards
+            }
+        }
+    }
+
+    private static TxnOperation Request(TxnStep step) =>
+        new() { Type = step.Kind.ToString().ToUpperInvariant(), Key = step.Key, Value = step.Value };
 
     /// <summary>An answer no correct server gives here (stale_sequence: a session went backwards; malformed).</summary>
     private void Unexpected(int client, string what, KvResponse response)
@@ -328,5 +492,9 @@ public sealed class Workload
         Token = _token,
     }, handler);
 
-    private static string Key(int index) => "k" + index.ToString(CultureInfo.InvariantCulture);
+    /// <summary>What every key of the workload starts with.</summary>
+    public const string KeyPrefix = "k";
+
+    /// <summary>The workload's key number <paramref name="index"/>: k0, k1, …</summary>
+    public static string Key(int index) => KeyPrefix + index.ToString(CultureInfo.InvariantCulture);
 }
