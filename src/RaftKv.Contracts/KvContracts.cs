@@ -23,6 +23,9 @@ public sealed class CommandRequest
 
     public ulong? Seq { get; set; }
 
+    /// <summary>SET and CAS: the lease the key is written with (deleted when it ends); none or 0: no lease.</summary>
+    public ulong? Lease { get; set; }
+
     /// <summary>"linearizable" (the default) or "stale".</summary>
     public string? Consistency { get; set; }
 }
@@ -98,6 +101,9 @@ public sealed class TxnOperation
     public string? Key { get; set; }
 
     public string? Value { get; set; }
+
+    /// <summary>PUT: the lease the key is written with; none or 0: no lease.</summary>
+    public ulong? Lease { get; set; }
 }
 
 /// <summary>The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did.</summary>
@@ -105,6 +111,28 @@ public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResul
 
 /// <summary>A GET's value and versions; a PUT's new version and create revision; a DELETE's Found says whether the key was there.</summary>
 public sealed record TxnOperationResult(string Type, string Key, bool Found, string? Value, ulong Version, ulong CreateRevision);
+
+/// <summary>The body of POST /leases: {"ttl":10}, the lease's time to live in seconds; clientId and seq make a retry grant once.</summary>
+public sealed class LeaseGrantRequest
+{
+    public long? Ttl { get; set; }
+
+    public string? ClientId { get; set; }
+
+    public ulong? Seq { get; set; }
+}
+
+/// <summary>
+/// A lease granted (POST /leases), kept alive (POST /leases/{id}/keepalive: <see cref="Index"/> absent) or revoked
+/// (DELETE /leases/{id}: <see cref="Deleted"/> keys went with it). <see cref="Ttl"/> is in seconds.
+/// </summary>
+public sealed record LeaseResponse(ulong Id, long Ttl, ulong? Index, ulong Term, string? Leader, int? Deleted = null);
+
+/// <summary>
+/// GET /leases/{id}: the lease's time to live, the seconds left by the leader's clock, how many keys it holds and the first
+/// 1,000 of them, in key order.
+/// </summary>
+public sealed record LeaseInfoResponse(ulong Id, long Ttl, double Remaining, int KeyCount, IReadOnlyList<string> Keys, ulong Term, string? Leader);
 
 /// <summary>One change as GET /watch sends it, in an SSE event's data (the event's id is "revision.sequence").</summary>
 public sealed record WatchEventData(string Type, string Key, string? Value, ulong Revision, string? PrevValue);
