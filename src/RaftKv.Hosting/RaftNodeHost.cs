@@ -122,9 +122,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     /// <summary>This node's data directory, as a full path.</summary>
     public string DataDirectory => Path.GetFullPath(_node.DataDir);
 
-    public NodeId KnownLeader => Loop.KnownLeader;
+    // Before the loop runs (the host still starting): no leader, term zero, for whoever asks that early.
+    public NodeId KnownLeader => Loop?.KnownLeader ?? NodeId.None;
 
-    public Term KnownTerm => Loop.KnownTerm;
+    public Term KnownTerm => Loop?.KnownTerm ?? Term.Zero;
 
     public event EventHandler<LeaderChangedEventArgs>? LeaderChanged;
 
