@@ -33,14 +33,20 @@ public sealed class CommandRequest
 /// <summary>
 /// The answer to a command: {"ok":true,"value":...,"found":true,"version":12,"index":12,"term":3,"leader":"n1"}.
 /// <see cref="Version"/> is the index that last wrote the key (0: absent); <see cref="Error"/> is cas_mismatch,
-/// stale_sequence or malformed when <see cref="Ok"/> is false.
+/// stale_sequence, lease_not_found or malformed when <see cref="Ok"/> is false.
 /// </summary>
 public sealed record KvResponse(bool Ok, string? Value, bool Found, ulong Version, ulong Index, ulong Term, string? Leader, string? Error = null)
 {
     public const string CasMismatchError = "cas_mismatch";
 
+    /// <summary>The write named a lease that does not exist (never granted, revoked or expired); nothing was written (HTTP 404).</summary>
+    public const string LeaseNotFoundError = "lease_not_found";
+
     [JsonIgnore]
     public bool CasMismatch => Error == CasMismatchError;
+
+    [JsonIgnore]
+    public bool LeaseNotFound => Error == LeaseNotFoundError;
 }
 
 /// <summary>
@@ -106,8 +112,15 @@ public sealed class TxnOperation
     public ulong? Lease { get; set; }
 }
 
-/// <summary>The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did.</summary>
-public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResult> Results, ulong Index, ulong Term, string? Leader, string? Error = null);
+/// <summary>
+/// The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did. A branch
+/// that would write with a lease that does not exist runs none of its operations: <see cref="Error"/> is lease_not_found.
+/// </summary>
+public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResult> Results, ulong Index, ulong Term, string? Leader, string? Error = null)
+{
+    [JsonIgnore]
+    public bool LeaseNotFound => Error == KvResponse.LeaseNotFoundError;
+}
 
 /// <summary>A GET's value and versions; a PUT's new version and create revision; a DELETE's Found says whether the key was there.</summary>
 public sealed record TxnOperationResult(string Type, string Key, bool Found, string? Value, ulong Version, ulong CreateRevision);
