@@ -92,7 +92,7 @@ public sealed class LeaseKeeper : IAsyncDisposable
             {
                 var left = ttl - TimeProvider.System.GetElapsedTime(confirmed);
                 var wait = failed ? retryDelay : interval - (ttl - left);
-                if (wait > TimeSpan.Zero)
+                if (left > TimeSpan.Zero && wait > TimeSpan.Zero)
                 {
                     await Task.Delay(wait < left ? wait : left, _stop.Token).ConfigureAwait(false);
                     left = ttl - TimeProvider.System.GetElapsedTime(confirmed);
@@ -142,6 +142,12 @@ public sealed class LeaseKeeper : IAsyncDisposable
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
             // Disposed.
+        }
+        catch (Exception error)
+        {
+            // A bug. A keeper that died without a word would leave its holder acting for a lease nobody keeps: the
+            // loss says what happened (and DisposeAsync does not throw it again).
+            Lose(LeaseLossReason.Unconfirmed, $"the keeper of lease {Id} failed: {error.GetType().Name}: {error.Message}");
         }
     }
 
