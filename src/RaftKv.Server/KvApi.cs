@@ -23,9 +23,6 @@ public static class KvApi
 {
     public const string LeaderHeader = "X-Raft-Leader";
 
-    /// <summary>The error of a write (or transaction) that named a lease that does not exist: 404.</summary>
-    public const string LeaseNotFoundError = "lease_not_found";
-
     /// <summary>The KV state machine and the RaftKv:Kv settings.</summary>
     public static RaftNodeBuilder AddKvStore(this RaftNodeBuilder node)
     {
@@ -285,7 +282,7 @@ public static class KvApi
         KvError.None => null,
         KvError.CasMismatch => KvResponse.CasMismatchError,
         KvError.StaleSequence => "stale_sequence",
-        KvError.LeaseNotFound => LeaseNotFoundError,
+        KvError.LeaseNotFound => KvResponse.LeaseNotFoundError,
         _ => "malformed",
     };
 
