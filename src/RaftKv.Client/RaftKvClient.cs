@@ -182,7 +182,7 @@ public sealed partial class RaftKvClient : IDisposable
             request.ClientId = ClientId;
             request.Seq = ++_sequence;
             var body = JsonSerializer.SerializeToUtf8Bytes(request, ContractsJson.Default.TxnRequest);
-            return await AdminAsync(HttpMethod.Post, "/txn", body, ContractsJson.Default.TxnResponse, change: false, cancellationToken,
+            return await AdminAsync(HttpMethod.Post, "/txn", body, ContractsJson.Default.TxnResponse, change: false, cancellationToken, session: true,
                 leaseNotFound: refused => new TxnResponse(false, [], refused.Index, refused.Term, refused.Leader, refused.Error)).ConfigureAwait(false);
         }
         finally
@@ -598,14 +598,17 @@ public sealed partial class RaftKvClient : IDisposable
     /// One /cluster request, tried on each endpoint in turn while nodes are down or have no leader (503). A change is never
     /// resent once a node may have received it: its outcome is then unknown (the caller checks the member list). A write
     /// refused because it names a lease that does not exist (404 with the command's answer) becomes
-    /// <paramref name="leaseNotFound"/>'s answer, if given.
+    /// <paramref name="leaseNotFound"/>'s answer, if given. A write that carries this client's <paramref name="session"/>
+    /// (clientId and seq) is sent again, as a write is, when a node could not tell its outcome (504, a broken connection):
+    /// the cluster applies it at most once; if no attempt answers, its outcome is unknown.
     /// </summary>
     private async Task<T> AdminAsync<T>(HttpMethod method, string path, byte[]? body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type,
-        bool change, CancellationToken cancellationToken, Func<KvResponse, T>? leaseNotFound = null)
+        bool change, CancellationToken cancellationToken, bool session = false, Func<KvResponse, T>? leaseNotFound = null)
     {
         using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         overall.CancelAfter(_options.Timeout);
         string? lastProblem = null;
+        var mayHaveApplied = false;
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
             if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
@@ -646,6 +649,11 @@ public sealed partial class RaftKvClient : IDisposable
                     case 503:
                         lastProblem = detail; // nothing was changed: another node may serve it
                         break;
+                    case 504 when session:
+                        lastProblem = detail;
+                        mayHaveApplied = true;
+                        Forget(endpoint);
+                        break;
                     case 504:
                         throw new OutcomeUnknownException(detail);
                     default:
@@ -667,10 +675,15 @@ public sealed partial class RaftKvClient : IDisposable
                 || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                mayHaveApplied |= session;
                 Forget(endpoint);
             }
         }
         cancellationToken.ThrowIfCancellationRequested();
+        if (mayHaveApplied)
+        {
+            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
+        }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
     }
 

@@ -110,6 +110,10 @@ public sealed class CoordinationTests(ITestOutputHelper output)
             await Task.Delay(TimeSpan.FromSeconds(2 * Ttl));
             output.WriteLine($"{winner.Value} leads; the cluster's leader {raftLeader.NodeId} killed {killedAt.Elapsed.TotalSeconds:F1} s ago");
             winner.Lost.IsCancellationRequested.Should().BeFalse("its keepalives reach the new leader, which restarted the countdown");
+            foreach (var (name, campaign) in campaigns.Where(c => c.Value.IsFaulted))
+            {
+                output.WriteLine($"{name}'s campaign failed: {campaign.Exception!.InnerException}");
+            }
             campaigns.Values.Should().OnlyContain(c => !c.IsCompleted, "nobody else may win while it leads");
 
             while (campaigns.Count > 0)
