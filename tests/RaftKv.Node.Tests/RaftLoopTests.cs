@@ -14,6 +14,21 @@ public sealed class RaftLoopTests
         public void Run(Action work) => work();
     }
 
+    /// <summary>Holds background work (a snapshot being written) until the test runs it.</summary>
+    private sealed class HeldScheduler : IWorkScheduler
+    {
+        public List<Action> Held { get; } = [];
+
+        public void Run(Action work) => Held.Add(work);
+
+        public void RunHeld()
+        {
+            var held = Held.ToList();
+            Held.Clear();
+            held.ForEach(work => work());
+        }
+    }
+
     private sealed class NoTransport : ITransport
     {
         public List<Message> Sent { get; } = [];
@@ -23,12 +38,12 @@ public sealed class RaftLoopTests
 
     private sealed class Harness
     {
-        public Harness(int voters = 1, NodeLoopOptions? options = null)
+        public Harness(int voters = 1, NodeLoopOptions? options = null, IWorkScheduler? background = null)
         {
             var config = ClusterConfig.Create(Enumerable.Range(1, voters).Select(i => new NodeId((ulong)i)));
             var state = StartupState.Load(Store, Snapshots, config);
             Raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, state);
-            Loop = new RaftLoop(Raft, Store, Snapshots, Transport, StateMachine, options ?? new NodeLoopOptions(), new InlineScheduler());
+            Loop = new RaftLoop(Raft, Store, Snapshots, Transport, StateMachine, options ?? new NodeLoopOptions(), background ?? new InlineScheduler());
         }
 
         public MemoryLogStore Store { get; } = new();
@@ -208,6 +223,31 @@ public sealed class RaftLoopTests
         }
 
         node.Snapshots.Latest.Should().NotBeNull("ten entries of 500 bytes pass a 4,000-byte threshold");
+    }
+
+    [Fact]
+    public void A_compaction_that_fails_in_a_batch_leaves_no_entry_of_that_batch_outside_the_store()
+    {
+        // Seed 1139668 of the million-seed soak: a snapshot's file was written while a proposal waited; both came in one
+        // batch; the compaction behind the snapshot failed (the state file's fsync) before the batch's Ready was handled,
+        // and the node stopped with an entry in its core that never reached its store.
+        var background = new HeldScheduler();
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 5, SnapshotKeepEntries = 0 }, background: background);
+        node.ElectSelf();
+        for (var i = 0; i < 5; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=v")));
+        }
+        background.Held.Should().ContainSingle("a snapshot is being written");
+        node.Store.FailNextCompact = true;
+
+        var proposal = node.Loop.ProposeAsync(Bytes("k=in-the-same-batch"));
+        background.RunHeld(); // the snapshot's file is written: its completion waits behind the proposal
+        node.Loop.ProcessPending().Should().BeTrue();
+
+        node.Loop.StorageFailure.Should().Contain("EIO");
+        node.Store.Load().Entries[^1].Index.Should().Be(node.Raft.LastIndex, "the store holds every entry the core appended");
+        Done(proposal).Status.Should().Be(ProposalStatus.Applied, "its entry was persisted and applied before the compaction failed");
     }
 
     [Fact]
