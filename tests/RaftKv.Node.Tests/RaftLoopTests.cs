@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.Extensions.Time.Testing;
 using RaftKv.RaftCore;
+using RaftKv.Storage;
 using RaftKv.Testing;
 
 namespace RaftKv.Node.Tests;
@@ -372,5 +373,38 @@ public sealed class RaftLoopTests
         node.Raft.Leader.Should().Be(N2);
         node.Store.Load().BaseIndex.Should().Be(current.Index);
         node.StateMachine.LastApplied.Should().Be(current.Index);
+    }
+
+    [Fact]
+    public void A_failed_fsync_while_committing_a_received_snapshot_stops_the_node_as_a_storage_failure()
+    {
+        // The snapshot store's fsync failed with an IOException, which left the loop as an exception of the step instead of
+        // stopping the node the way every other storage failure does (found once the simulator staged received snapshots
+        // as the real transport does).
+        var disk = new SimFileSystem();
+        var snapshots = new FileSnapshotStore(disk);
+        var store = new MemoryLogStore();
+        var config = ClusterConfig.Create([N1, N2, N3]);
+        var raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, StartupState.Load(store, snapshots, config));
+        var loop = new RaftLoop(raft, store, snapshots, new NoTransport(), new SimStateMachine(), new NodeLoopOptions(), new InlineScheduler());
+        var metadata = new SnapshotMetadata(new LogIndex(10), new Term(4), config);
+        var staged = snapshots.Create(metadata);
+        var state = new SimStateMachine();
+        state.Apply(new LogEntry(metadata.Index, metadata.Term, EntryKind.Normal, Bytes("k=v")));
+        state.CaptureSnapshot().WriteTo(staged.Stream);
+        disk.FailNextSync = true;
+
+        loop.DeliverSnapshot(new InstallSnapshot(N2, N1, new Term(5), metadata), staged);
+        var step = () =>
+        {
+            while (loop.ProcessPending())
+            {
+            }
+        };
+
+        step.Should().NotThrow();
+        loop.StorageFailure.Should().Contain("EIO").And.Contain(".tmp");
+        snapshots.Latest.Should().BeNull("a snapshot whose fsync failed never becomes current");
+        raft.Role.Should().Be(Role.Follower);
     }
 }
