@@ -49,6 +49,8 @@ public sealed partial class RaftLoop
     private long _droppedMessages;
 
     private bool _snapshotInProgress;
+    // Our snapshot whose file is written, waiting for the batch's Readies: the log is compacted behind it only then.
+    private NodeInput.SnapshotWritten? _snapshotWritten;
     // The snapshot in progress was taken early by IBuggify: it compacts every entry it covers.
     private bool _snapshotCompactsAll;
     private LogIndex _lastSnapshotIndex;
@@ -333,8 +335,18 @@ public sealed partial class RaftLoop
             catch (StorageException error)
             {
                 StorageFailed(error);
-                return;
             }
+        }
+        // Compaction writes to the log store, so it waits until the store holds everything the core appended in this
+        // batch: were it to fail in the middle of the batch, the node would stop with entries in its core that never
+        // reached the store (a proposal dispatched before the written snapshot, say).
+        if (_snapshotWritten is { } written)
+        {
+            _snapshotWritten = null;
+            HandleSnapshotWritten(written);
+        }
+        if (_storageFailure is null)
+        {
             MaybeStartSnapshot();
         }
     }
@@ -363,7 +375,8 @@ public sealed partial class RaftLoop
                 HandleChangeMembership(change);
                 break;
             case NodeInput.SnapshotWritten written:
-                HandleSnapshotWritten(written);
+                Invariant.Assert(_snapshotWritten is null, "one snapshot of our own is written at a time");
+                _snapshotWritten = written; // handled after the batch's Readies (ProcessBatch)
                 break;
             case NodeInput.SnapshotSent sent:
                 _node.ReportSnapshot(sent.Peer, sent.Succeeded);
