@@ -33,6 +33,7 @@ public sealed class Simulator
     private readonly XxHash64 _traceHash = new();
     private readonly Dictionary<FaultKinds, int> _faultCounts = [];
     private readonly Dictionary<MembershipMove, int> _membershipChanges = [];
+    private readonly Dictionary<BuggifyPoint, int> _buggifyFired = [];
     private readonly List<PendingChange> _changes = [];
     private readonly HashSet<(NodeId From, NodeId To)> _cutLinks = [];
     private readonly List<(LogIndex Index, string Data)> _acknowledged = [];
@@ -66,6 +67,7 @@ public sealed class Simulator
     private readonly bool _oneEntryPerAppend;
     private readonly int _maxPromoteLagEntries;
     private readonly int _buggifyOneIn;
+    private readonly HashSet<BuggifyPoint> _buggifyPoints = [];
 
     public Simulator(SimulationOptions options)
     {
@@ -113,8 +115,20 @@ public sealed class Simulator
         // Half the seeds that change membership promote a learner only once it is nearly caught up, so that promotions are
         // refused (Busy) as well. (Drawn only then: runs without membership changes keep their sequence of draws.)
         _maxPromoteLagEntries = Has(FaultKinds.Membership) && _random.Next(2) == 0 ? _random.Next(2, 40) : DefaultMaxPromoteLagEntries;
-        // A buggify point fires at one step in this many (drawn only then, as above).
+        // A buggify point fires at one step in this many (drawn only then, as above), and each of the loop's points is on
+        // in half of these seeds (FoundationDB turns each BUGGIFY site on in some runs only): a seed that splits batches
+        // and never merges them reaches other interleavings than one that does both.
         _buggifyOneIn = Has(FaultKinds.Buggify) ? _random.Next(5, 100) : 0;
+        if (_buggifyOneIn > 0)
+        {
+            foreach (var point in Enum.GetValues<BuggifyPoint>())
+            {
+                if (_random.Next(2) == 0)
+                {
+                    _buggifyPoints.Add(point);
+                }
+            }
+        }
     }
 
     public long Now => _now;
@@ -154,6 +168,7 @@ public sealed class Simulator
                 _traceHash.GetCurrentHashAsUInt64(), _nodes.Max(n => n.Snapshots?.All.Count ?? 0))
             {
                 MembershipChanges = new Dictionary<MembershipMove, int>(_membershipChanges),
+                BuggifyFired = new Dictionary<BuggifyPoint, int>(_buggifyFired),
             };
         }
         catch (Exception e) when (e is SafetyViolationException or InvariantViolationException)
@@ -178,7 +193,10 @@ public sealed class Simulator
     /// <summary>The fault profile this seed drew, for failure reports.</summary>
     public string Profile => string.Create(CultureInfo.InvariantCulture,
         $"faults {(_faults == FaultKinds.None ? "none" : string.Join('+', Enum.GetValues<FaultKinds>().Where(k => k is not (FaultKinds.None or FaultKinds.All) && Has(k)).Select(k => _faultWeights.TryGetValue(k, out var w) ? $"{k}x{w}" : k.ToString())))}, " +
-        $"drop {_dropRate:P0}, dup {_duplicateRate:P0}, spikes {_spikeRate:P0}{(_oneEntryPerAppend ? ", one entry per append" : "")}");
+        $"drop {_dropRate:P0}, dup {_duplicateRate:P0}, spikes {_spikeRate:P0}{(_oneEntryPerAppend ? ", one entry per append" : "")}{BuggifyProfile}");
+
+    private string BuggifyProfile => _buggifyOneIn == 0 ? "" : string.Create(CultureInfo.InvariantCulture,
+        $", buggify 1 in {_buggifyOneIn} ({(_buggifyPoints.Count == 0 ? "no loop points" : string.Join(' ', _buggifyPoints.Order()))})");
 
     // ---------------------------------------------------------------- scripted use (targeted tests on the same machinery)
 
@@ -510,7 +528,15 @@ public sealed class Simulator
         {
             Trace($"{node.Id} {after.Role} t{after.Term.Value} leader={after.Leader}");
         }
-        _checker.AfterStep(node.Id, node.Raft);
+        if (node.Loop.HoldsReadyBack)
+        {
+            // Buggify held the turn's Ready back: the core is ahead of its store until the next turn.
+            _checker.AfterHeldStep(node.Id, node.Raft);
+        }
+        else
+        {
+            _checker.AfterStep(node.Id, node.Raft);
+        }
         if (node.Loop.StorageFailure is null)
         {
             _contact.AfterStep(node.Id, node.Raft, _now);
@@ -1406,17 +1432,22 @@ public sealed class Simulator
             });
     }
 
-    /// <summary>The loop's buggify points fire at random steps of the fault phase, one in <see cref="_buggifyOneIn"/>.</summary>
+    /// <summary>
+    /// The loop's buggify points that the seed turned on fire during the fault phase, one time in
+    /// <see cref="_buggifyOneIn"/>; a snapshot at an awkward moment (asked only at such a moment) one time in 3.
+    /// </summary>
     private sealed class SimBuggify(Simulator simulator, SimNode node) : IBuggify
     {
         public bool Fires(BuggifyPoint point)
         {
-            if (!simulator._faultsActive || simulator._random.Next(simulator._buggifyOneIn) != 0)
+            var oneIn = point == BuggifyPoint.SnapshotAtAwkwardMoment ? 3 : simulator._buggifyOneIn;
+            if (!simulator._faultsActive || !simulator._buggifyPoints.Contains(point) || simulator._random.Next(oneIn) != 0)
             {
                 return false;
             }
             simulator.Trace($"{node.Id} buggify {point}");
             simulator._faultCounts[FaultKinds.Buggify] = simulator._faultCounts.GetValueOrDefault(FaultKinds.Buggify) + 1;
+            simulator._buggifyFired[point] = simulator._buggifyFired.GetValueOrDefault(point) + 1;
             return true;
         }
     }
@@ -1482,6 +1513,9 @@ public sealed record SimulationResult(
 {
     /// <summary>Membership changes that applied, by kind.</summary>
     public IReadOnlyDictionary<MembershipMove, int> MembershipChanges { get; init; } = new Dictionary<MembershipMove, int>();
+
+    /// <summary>How often each of the loop's buggify points fired.</summary>
+    public IReadOnlyDictionary<BuggifyPoint, int> BuggifyFired { get; init; } = new Dictionary<BuggifyPoint, int>();
 }
 
 public sealed class SimulationFailureException : Exception
