@@ -58,7 +58,7 @@ public enum FaultKinds
 
     /// <summary>
     /// Buggify: rare paths made common during the fault phase, at a rate the seed draws (one time in 5 to 99). The node
-    /// loop's points (<see cref="RaftKv.Node.BuggifyPoint"/>), each on in half of these seeds: a snapshot taken early that
+    /// loop's points (<see cref="RaftKv.Node.BuggifyPoint"/>): a snapshot taken early that
     /// compacts everything it covers, at any turn or (one time in 3) at an awkward moment (a configuration entry appended
     /// or applied, a snapshot sent, an election won); a turn's inputs split over several Readys; a turn's Ready held back
     /// to leave merged with the next turn's; votes and acknowledgements held to the next turn, after its fsync. The
