@@ -36,10 +36,10 @@ public sealed class RegressionSeeds
     // later term had committed an entry, made its candidate leader of term T without that entry; Raft allows it (leader
     // completeness covers higher terms only) and such a leader commits nothing. The checker now asks a leader of term T for
     // what was committed before T (seeds 1058152, 1070560, 1187259, 1203341, 1224629, 1355969, 1445407 and 1450594; 1450594
-    // acknowledges no write, so it is not kept here: SafetyCheckerTests.A_leader_of_an_older_term_elected_late… has its shape).
+    // acknowledges no write, so it is not kept here: SafetyCheckerTests.A_leader_of_an_older_term_elected_late… has its shape;
+    // nor is 1187259, which acknowledges none since the loop's buggify points changed what its seed draws).
     [InlineData(1058152)]
     [InlineData(1070560)]
-    [InlineData(1187259)]
     [InlineData(1203341)]
     [InlineData(1224629)]
     [InlineData(1355969)]

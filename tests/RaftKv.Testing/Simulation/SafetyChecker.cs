@@ -150,22 +150,7 @@ public sealed class SafetyChecker
     {
         ArgumentNullException.ThrowIfNull(raft);
         var marks = _watermarks[node];
-        if (raft.Term < marks.Term)
-        {
-            throw new SafetyViolationException($"{node}: term went back from {marks.Term} to {raft.Term}");
-        }
-        if (raft.CommitIndex < marks.Commit)
-        {
-            throw new SafetyViolationException($"{node}: commit went back from {marks.Commit} to {raft.CommitIndex}");
-        }
-        if (raft.AppliedIndex < marks.Applied)
-        {
-            throw new SafetyViolationException($"{node}: applied went back from {marks.Applied} to {raft.AppliedIndex}");
-        }
-        if (raft.AppliedIndex > raft.CommitIndex)
-        {
-            throw new SafetyViolationException($"{node}: applied {raft.AppliedIndex} passed commit {raft.CommitIndex}");
-        }
+        CheckWatermarks(node, raft, marks);
 
         var log = _logs[node];
         if (raft.LastIndex != log.LastIndex)
@@ -262,6 +247,41 @@ public sealed class SafetyChecker
             }
         }
         return highest;
+    }
+
+    /// <summary>
+    /// After a step whose Ready the loop held back (Buggify's MergeWithNextTurn): until its next turn the core is ahead of
+    /// its store (entries appended, a commit learned, a term or vote taken, none of it persisted or sent), so only what
+    /// needs no store is checked now: term, commit and applied never go back, and applied never passes commit. The
+    /// watermarks stay where the last full step left them, so that the next full step checks everything the two turns
+    /// did together.
+    /// </summary>
+    public void AfterHeldStep(NodeId node, RaftNode raft)
+    {
+        ArgumentNullException.ThrowIfNull(raft);
+        var marks = _watermarks[node];
+        CheckWatermarks(node, raft, marks);
+    }
+
+    /// <summary>Term, commit and applied never go back within a node's life, and applied never passes commit.</summary>
+    private static void CheckWatermarks(NodeId node, RaftNode raft, Watermarks marks)
+    {
+        if (raft.Term < marks.Term)
+        {
+            throw new SafetyViolationException($"{node}: term went back from {marks.Term} to {raft.Term}");
+        }
+        if (raft.CommitIndex < marks.Commit)
+        {
+            throw new SafetyViolationException($"{node}: commit went back from {marks.Commit} to {raft.CommitIndex}");
+        }
+        if (raft.AppliedIndex < marks.Applied)
+        {
+            throw new SafetyViolationException($"{node}: applied went back from {marks.Applied} to {raft.AppliedIndex}");
+        }
+        if (raft.AppliedIndex > raft.CommitIndex)
+        {
+            throw new SafetyViolationException($"{node}: applied {raft.AppliedIndex} passed commit {raft.CommitIndex}");
+        }
     }
 
     /// <summary>The data applied at <paramref name="index"/>, if any node applied it.</summary>
