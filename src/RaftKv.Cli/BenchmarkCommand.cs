@@ -11,13 +11,16 @@ namespace RaftKv.Cli;
 /// <summary>The settings a benchmark ran with, printed with its figures.</summary>
 public sealed record BenchmarkSettings(
     string Target,
+    string System,
     long? Operations,
     double? DurationSeconds,
     int Clients,
     int Keys,
     int ValueSize,
     double ReadRatio,
-    string Consistency);
+    string Consistency,
+    bool Fill = false,
+    int? Connections = null);
 
 /// <summary>What a benchmark measured: throughput, latency percentiles (ms), and errors by kind.</summary>
 public sealed record BenchmarkReport(
@@ -40,7 +43,8 @@ public sealed record BenchmarkReport(
 /// A load generator in the manner of etcd's benchmark tool: C clients, each with one request in flight and a session of
 /// its own, against the endpoints given; the answer is throughput, latency percentiles from an HdrHistogram, and errors
 /// by kind. --baseline first measures the same load against a do-nothing HTTP endpoint in this process, to show what the
-/// tool can drive by itself on this machine.
+/// tool can drive by itself on this machine. --target etcd drives the same load, keys and values at an etcd cluster over
+/// its v3 gRPC API (<see cref="EtcdBenchmarkClients"/>), so that the two systems are measured by one tool.
 /// </summary>
 internal static class BenchmarkCommand
 {
@@ -54,17 +58,24 @@ internal static class BenchmarkCommand
         var readRatio = new Option<double>("--read-ratio") { Description = "Fraction of operations that are reads, 0 to 1", DefaultValueFactory = _ => 0 };
         var consistency = new Option<string>("--consistency") { Description = "Reads: linearizable or stale", DefaultValueFactory = _ => "linearizable" };
         consistency.AcceptOnlyFromAmong("linearizable", "stale");
-        var baseline = new Option<bool>("--baseline") { Description = "Also measure a do-nothing HTTP endpoint in this process first" };
+        var baseline = new Option<bool>("--baseline") { Description = "Also measure a do-nothing HTTP endpoint in this process first (RaftKv only)" };
+        var target = new Option<string>("--target") { Description = "The system the endpoints belong to: raftkv (HTTP/JSON) or etcd (v3 gRPC, plain HTTP/2)", DefaultValueFactory = _ => "raftkv" };
+        target.AcceptOnlyFromAmong("raftkv", "etcd");
+        var connections = new Option<int?>("--connections") { Description = "etcd only: HTTP/2 connections the clients' gRPC calls share, round-robin (default 1, as etcd's own benchmark tool)" };
+        var fill = new Option<bool>("--fill") { Description = "Write every key once, in order, then stop (a preload before reads)" };
         var command = new Command("benchmark", """
             Drive load at the cluster and report operations/s, latency p50/p90/p99/p99.9/max and errors by kind.
-            Clients send to the leader they discover (followers would forward).
+            Clients send to the leader they discover (followers would forward). With --target etcd the endpoints are
+            etcd's client URLs; writes are KV.Put, reads KV.Range (linearizable unless --consistency stale).
 
             Examples:
               raft-cli benchmark --operations 1000
               raft-cli benchmark --duration 20 --clients 64 --read-ratio 0.9 --output json
               raft-cli benchmark --duration 10 --clients 64 --baseline
+              raft-cli --endpoints http://127.0.0.1:2379 benchmark --target etcd --duration 10 --clients 64
+              raft-cli benchmark --fill --keys 100000 --value-size 16384
             """);
-        foreach (var option in new Option[] { operations, duration, clients, keys, valueSize, readRatio, consistency, baseline })
+        foreach (var option in new Option[] { operations, duration, clients, keys, valueSize, readRatio, consistency, baseline, target, connections, fill })
         {
             command.Options.Add(option);
         }
@@ -72,17 +83,26 @@ internal static class BenchmarkCommand
         {
             var n = result.GetValue(operations);
             var seconds = result.GetValue(duration);
+            var filling = result.GetValue(fill);
             if (n is not null && seconds is not null)
             {
                 throw new UsageException("benchmark: --operations or --duration, not both");
             }
+            if (filling && (n is not null || seconds is not null))
+            {
+                throw new UsageException("--fill: writes each key once; not with --operations or --duration");
+            }
             if (n is null && seconds is null)
             {
-                n = 1000;
+                n = filling ? result.GetValue(keys) : 1000;
             }
-            var settings = new BenchmarkSettings(string.Join(",", context.Endpoints(result)), n, seconds, result.GetValue(clients),
-                result.GetValue(keys), result.GetValue(valueSize), result.GetValue(readRatio), result.GetValue(consistency)!);
+            var settings = new BenchmarkSettings(string.Join(",", context.Endpoints(result)), result.GetValue(target)!, n, seconds, result.GetValue(clients),
+                result.GetValue(keys), result.GetValue(valueSize), result.GetValue(readRatio), result.GetValue(consistency)!, filling, result.GetValue(connections));
             Validate(settings);
+            if (result.GetValue(baseline) && settings.System != "raftkv")
+            {
+                throw new UsageException("--baseline: the do-nothing endpoint speaks RaftKv's HTTP/1.1, not etcd's gRPC; not with --target etcd");
+            }
             var json = context.Json(result);
             var reports = new List<BenchmarkReport>();
             if (result.GetValue(baseline))
@@ -134,93 +154,73 @@ internal static class BenchmarkCommand
         {
             throw new UsageException("--read-ratio: between 0 and 1");
         }
+        if (settings.Fill && settings.ReadRatio > 0)
+        {
+            throw new UsageException("--fill: writes only; not with --read-ratio");
+        }
+        if (settings.Connections is not null && settings.System != "etcd")
+        {
+            throw new UsageException("--connections: only with --target etcd (each RaftKv client holds its own HTTP/1.1 connection)");
+        }
+        if (settings.Connections is < 1 || settings.Connections > settings.Clients)
+        {
+            throw new UsageException("--connections: between 1 and --clients");
+        }
     }
 
     private static async Task<BenchmarkReport> RunAsync(CliContext context, ParseResult result, BenchmarkSettings settings, Uri? target, bool json, CancellationToken cancellationToken)
     {
-        var options = context.ClientOptions(result);
-        using var handler = new SocketsHttpHandler
-        {
-            MaxConnectionsPerServer = settings.Clients + 8,
-            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
-            ConnectTimeout = TimeSpan.FromSeconds(2),
-        };
-        if (options.TrustedCa is { } ca)
-        {
-            // A handler shared by every benchmark client: it carries the --cacert trust itself.
-            handler.SslOptions.RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(ca);
-        }
-        if (target is not null)
-        {
-            options = options with { Endpoints = [target] };
-        }
-        var run = $"{Environment.ProcessId}-{Stopwatch.GetTimestamp() % 100_000}";
-        var clients = Enumerable.Range(0, settings.Clients)
-            .Select(i => new RaftKvClient(options with { ClientId = $"bench-{run}-{i}" }, handler))
-            .ToList();
-        // Every client finds the leader first, so that it sends to the leader from its first request.
-        await Task.WhenAll(clients.Select(c => c.ClusterStatusAsync(cancellationToken))).ConfigureAwait(false);
-        var value = new string('x', settings.ValueSize);
-        var keyNames = Enumerable.Range(0, settings.Keys).Select(k => "bench-" + k.ToString(CultureInfo.InvariantCulture)).ToArray();
+        using IBenchmarkClients clients = settings.System == "etcd"
+            ? await EtcdBenchmarkClients.ConnectAsync(context.Endpoints(result), settings, context.ClientOptions(result).Timeout, cancellationToken).ConfigureAwait(false)
+            : await RaftKvBenchmarkClients.ConnectAsync(context.ClientOptions(result), settings, target, cancellationToken).ConfigureAwait(false);
         var histogram = new LongConcurrentHistogram(1, TimeStamp.Minutes(5), 3);
         var errors = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
         long started = 0, done = 0, writes = 0, reads = 0;
         var limit = settings.Operations ?? long.MaxValue;
         var clock = Stopwatch.StartNew();
         var deadline = settings.DurationSeconds is { } s ? TimeSpan.FromSeconds(s) : TimeSpan.MaxValue;
-        var mode = settings.Consistency == "stale" ? Consistency.Stale : Consistency.Linearizable;
 
-        async Task Worker(int index, RaftKvClient client)
+        async Task Worker(int index)
         {
             var random = new Random(index * 7919);
-            while (!cancellationToken.IsCancellationRequested && clock.Elapsed < deadline && Interlocked.Increment(ref started) <= limit)
+            long ticket;
+            while (!cancellationToken.IsCancellationRequested && clock.Elapsed < deadline && (ticket = Interlocked.Increment(ref started)) <= limit)
             {
-                var key = keyNames[random.Next(keyNames.Length)];
+                // --fill: the n-th operation writes the n-th key, so that every key is written once.
+                var key = settings.Fill ? (int)(ticket - 1) : random.Next(settings.Keys);
                 var read = random.NextDouble() < settings.ReadRatio;
                 var begin = Stopwatch.GetTimestamp();
                 try
                 {
                     if (read)
                     {
-                        await client.GetAsync(key, mode, cancellationToken).ConfigureAwait(false);
+                        await clients.ReadAsync(index, key, cancellationToken).ConfigureAwait(false);
                         Interlocked.Increment(ref reads);
                     }
                     else
                     {
-                        await client.SetAsync(key, value, cancellationToken).ConfigureAwait(false);
+                        await clients.WriteAsync(index, key, cancellationToken).ConfigureAwait(false);
                         Interlocked.Increment(ref writes);
                     }
                     histogram.RecordValue(Math.Max(1, (Stopwatch.GetTimestamp() - begin) * 1_000_000 / Stopwatch.Frequency));
                 }
-                catch (RaftKvException error)
+                catch (Exception error) when (clients.ErrorKind(error) is { } kind)
                 {
-                    errors.AddOrUpdate(Kind(error), 1, (_, count) => count + 1);
+                    errors.AddOrUpdate(kind, 1, (_, count) => count + 1);
                 }
                 Interlocked.Increment(ref done);
             }
         }
 
-        var workers = clients.Select((client, index) => Task.Run(() => Worker(index, client), cancellationToken)).ToList();
+        var workers = Enumerable.Range(0, settings.Clients).Select(index => Task.Run(() => Worker(index), cancellationToken)).ToList();
         await ShowProgressAsync(settings, json, () => Interlocked.Read(ref done), clock, Task.WhenAll(workers)).ConfigureAwait(false);
         clock.Stop();
-        foreach (var client in clients)
-        {
-            client.Dispose();
-        }
         var ok = histogram.TotalCount;
         double Ms(double percentile) => ok == 0 ? 0 : histogram.GetValueAtPercentile(percentile) / 1000.0;
         return new BenchmarkReport(settings, Interlocked.Read(ref done), writes, reads, errors.Values.Sum(), new SortedDictionary<string, long>(errors),
             clock.Elapsed.TotalSeconds, ok / clock.Elapsed.TotalSeconds, Ms(50), Ms(90), Ms(99), Ms(99.9), ok == 0 ? 0 : histogram.GetMaxValue() / 1000.0,
             ok == 0 ? 0 : histogram.GetMean() / 1000.0);
     }
-
-    private static string Kind(RaftKvException error) => error switch
-    {
-        ClusterUnavailableException => "unavailable",
-        OutcomeUnknownException => "outcome-unknown",
-        InvalidRequestException invalid => "rejected-" + invalid.Status.ToString(CultureInfo.InvariantCulture),
-        _ => "other",
-    };
 
     /// <summary>A live progress bar on a terminal; a plain line a second otherwise (logs, pipes, CI).</summary>
     private static async Task ShowProgressAsync(BenchmarkSettings settings, bool json, Func<long> done, Stopwatch clock, Task work)
@@ -262,9 +262,9 @@ internal static class BenchmarkCommand
     {
         var s = report.Settings;
         var table = new Table().HideHeaders().AddColumns("", "");
-        table.AddRow("target", Markup.Escape(s.Target));
+        table.AddRow("target", Markup.Escape(s.System == "raftkv" ? s.Target : $"{s.System} {s.Target}"));
         table.AddRow("settings", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-            $"{(s.Operations is { } n ? $"{n:N0} operations" : $"{s.DurationSeconds:0.#} s")}, {s.Clients} clients, {s.Keys:N0} keys, {s.ValueSize} B values, read ratio {s.ReadRatio:0.##}, {s.Consistency} reads")));
+            $"{(s.Operations is { } n ? $"{n:N0} operations" : $"{s.DurationSeconds:0.#} s")}, {s.Clients} clients, {s.Keys:N0} keys, {s.ValueSize} B values, read ratio {s.ReadRatio:0.##}, {s.Consistency} reads{(s.Fill ? ", each key written once" : "")}{(s.Connections is { } c ? $", {c} connections" : "")}")));
         table.AddRow("operations", string.Create(CultureInfo.InvariantCulture, $"{report.Operations:N0} ({report.Writes:N0} writes, {report.Reads:N0} reads) in {report.Seconds:0.00} s"));
         table.AddRow("throughput", string.Create(CultureInfo.InvariantCulture, $"{report.OperationsPerSecond:N0} ops/s"));
         table.AddRow("latency ms", string.Create(CultureInfo.InvariantCulture,
@@ -272,4 +272,98 @@ internal static class BenchmarkCommand
         table.AddRow("errors", report.Errors == 0 ? "0" : Markup.Escape(string.Join(", ", report.ErrorsByKind.Select(e => $"{e.Key} {e.Value:N0}"))));
         AnsiConsole.Write(table);
     }
+}
+
+/// <summary>The clients of one benchmark run, each with one request in flight: the only part that knows the system.</summary>
+internal interface IBenchmarkClients : IDisposable
+{
+    Task WriteAsync(int client, int key, CancellationToken cancellationToken);
+
+    Task ReadAsync(int client, int key, CancellationToken cancellationToken);
+
+    /// <summary>The kind an operating failure is counted under (unavailable, timed out, refused); null for anything else, which stops the run.</summary>
+    string? ErrorKind(Exception error);
+}
+
+/// <summary>RaftKv over HTTP/1.1 and JSON: one <see cref="RaftKvClient"/> per benchmark client, each with a session of its own, on one shared handler.</summary>
+internal sealed class RaftKvBenchmarkClients : IBenchmarkClients
+{
+    private readonly SocketsHttpHandler _handler;
+    private readonly List<RaftKvClient> _clients;
+    private readonly string[] _keys;
+    private readonly string _value;
+    private readonly Consistency _consistency;
+
+    private RaftKvBenchmarkClients(SocketsHttpHandler handler, List<RaftKvClient> clients, BenchmarkSettings settings)
+    {
+        _handler = handler;
+        _clients = clients;
+        _keys = BenchmarkKeys.Names(settings.Keys);
+        _value = new string('x', settings.ValueSize);
+        _consistency = settings.Consistency == "stale" ? Consistency.Stale : Consistency.Linearizable;
+    }
+
+    /// <summary>Every client finds the leader first, so that it sends to the leader from its first request.</summary>
+    public static async Task<RaftKvBenchmarkClients> ConnectAsync(RaftKvClientOptions options, BenchmarkSettings settings, Uri? target, CancellationToken cancellationToken)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = settings.Clients + 8,
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+        };
+        if (options.TrustedCa is { } ca)
+        {
+            // A handler shared by every benchmark client: it carries the --cacert trust itself.
+            handler.SslOptions.RemoteCertificateValidationCallback = RaftKv.Contracts.TlsTrust.ServerValidator(ca);
+        }
+        if (target is not null)
+        {
+            options = options with { Endpoints = [target] };
+        }
+        var run = $"{Environment.ProcessId}-{Stopwatch.GetTimestamp() % 100_000}";
+        var clients = Enumerable.Range(0, settings.Clients)
+            .Select(i => new RaftKvClient(options with { ClientId = $"bench-{run}-{i}" }, handler))
+            .ToList();
+        var connected = new RaftKvBenchmarkClients(handler, clients, settings);
+        try
+        {
+            await Task.WhenAll(clients.Select(c => c.ClusterStatusAsync(cancellationToken))).ConfigureAwait(false);
+            return connected;
+        }
+        catch
+        {
+            connected.Dispose();
+            throw;
+        }
+    }
+
+    public Task WriteAsync(int client, int key, CancellationToken cancellationToken) => _clients[client].SetAsync(_keys[key], _value, cancellationToken);
+
+    public Task ReadAsync(int client, int key, CancellationToken cancellationToken) => _clients[client].GetAsync(_keys[key], _consistency, cancellationToken);
+
+    public string? ErrorKind(Exception error) => error switch
+    {
+        ClusterUnavailableException => "unavailable",
+        OutcomeUnknownException => "outcome-unknown",
+        InvalidRequestException invalid => "rejected-" + invalid.Status.ToString(CultureInfo.InvariantCulture),
+        RaftKvException => "other",
+        _ => null,
+    };
+
+    public void Dispose()
+    {
+        foreach (var client in _clients)
+        {
+            client.Dispose();
+        }
+        _handler.Dispose();
+    }
+}
+
+/// <summary>The key space both systems are driven over: the same names, so that the same load means the same keys.</summary>
+internal static class BenchmarkKeys
+{
+    public static string[] Names(int count) =>
+        [.. Enumerable.Range(0, count).Select(k => "bench-" + k.ToString(CultureInfo.InvariantCulture))];
 }

@@ -26,8 +26,11 @@ public static class ExitCodes
     /// <summary>The server refused the request as invalid or too large; nothing was applied.</summary>
     public const int Rejected = 7;
 
-    /// <summary>member/leader: the cluster refused the change for now (another change is in flight, a learner has not caught up); watch: its start is no longer kept.</summary>
+    /// <summary>member/leader: the cluster refused the change for now (another change is in flight, a learner has not caught up); watch: its start is no longer kept; lease grant: the lease limit.</summary>
     public const int Conflict = 8;
+
+    /// <summary>lease keepalive|revoke|info, set --lease, txn: the lease does not exist (never granted, revoked, or expired); nothing was written.</summary>
+    public const int LeaseNotFound = 9;
 
     public const string Help = """
         Exit codes:
@@ -40,6 +43,8 @@ public static class ExitCodes
           6  outcome unknown: the write may or may not have been applied
           7  rejected by the server as invalid or too large
           8  refused for now: another membership change is in flight, or the learner has not caught up; watch: the
-             start revision is no longer kept (list again)
+             start revision is no longer kept (list again); lease grant: the cluster holds as many leases as it keeps
+          9  lease not found: never granted, revoked, or expired (lease keepalive|revoke|info; set --lease and txn
+             wrote nothing)
         """;
 }

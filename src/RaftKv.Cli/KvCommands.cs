@@ -13,18 +13,22 @@ internal static class KvCommands
         var key = new Argument<string>("key") { Description = "The key" };
         var value = new Argument<string?>("value") { Description = "The value (or use --value-file)", Arity = ArgumentArity.ZeroOrOne };
         var file = new Option<FileInfo?>("--value-file", "-f") { Description = "Read the value from this file (UTF-8 text)" };
+        var lease = new Option<string?>("--lease") { Description = "Write the key with this lease: it is deleted when the lease is revoked or expires" };
         var command = new Command("set", """
             Write a value. The write carries a session, so the retries raft-cli makes apply it at most once. A script that
-            retries by itself passes the same --client-id and --seq again.
+            retries by itself passes the same --client-id and --seq again. With --lease, exit code 9 (and nothing
+            written) if the lease does not exist.
 
             Examples:
               raft-cli set mykey myvalue
               raft-cli set config --value-file settings.json
               raft-cli set mykey myvalue --client-id deploy-7 --seq 3
+              raft-cli set services/web 10.0.0.1 --lease 7
             """);
         command.Arguments.Add(key);
         command.Arguments.Add(value);
         command.Options.Add(file);
+        command.Options.Add(lease);
         var (clientId, sequence) = CliContext.SessionOptions();
         command.Options.Add(clientId);
         command.Options.Add(sequence);
@@ -36,6 +40,7 @@ internal static class KvCommands
             {
                 throw new UsageException("set: give a value or --value-file, not both and not neither");
             }
+            var leaseId = result.GetValue(lease) is { } leaseText ? LeaseCommands.ParseId(leaseText, "--lease") : (ulong?)null;
             if (path is not null)
             {
                 if (!path.Exists)
@@ -45,8 +50,19 @@ internal static class KvCommands
                 text = await File.ReadAllTextAsync(path.FullName, cancellationToken).ConfigureAwait(false);
             }
             using var client = context.SessionClient(result, clientId, sequence);
-            var response = await client.SetAsync(result.GetValue(key)!, text!, cancellationToken).ConfigureAwait(false);
-            return Print(context, result, response, $"OK: {Markup.Escape(result.GetValue(key)!)} written at index {response.Index} (leader {response.Leader})");
+            var response = leaseId is { } id
+                ? await client.SetAsync(result.GetValue(key)!, text!, id, cancellationToken).ConfigureAwait(false)
+                : await client.SetAsync(result.GetValue(key)!, text!, cancellationToken).ConfigureAwait(false);
+            if (response.LeaseNotFound)
+            {
+                if (context.Json(result))
+                {
+                    CliContext.WriteJson(response, CliJson.Default.KvResponse);
+                }
+                return LeaseCommands.NotFound(leaseId!.Value);
+            }
+            var with = leaseId is { } held ? $" with lease {held}" : "";
+            return Print(context, result, response, $"OK: {Markup.Escape(result.GetValue(key)!)} written at index {response.Index}{with} (leader {response.Leader})");
         }));
         return command;
     }
@@ -242,7 +258,8 @@ internal static class KvCommands
         var file = new Argument<FileInfo?>("file") { Description = "The transaction as JSON (see docs/api.md); - or nothing: standard input", Arity = ArgumentArity.ZeroOrOne };
         var command = new Command("txn", """
             Run a transaction: {"compare":[…],"success":[…],"failure":[…]} (docs/api.md). Prints each operation of the branch
-            that ran; exit code 0 if the comparisons held, 4 if not (the failure branch ran).
+            that ran; exit code 0 if the comparisons held, 4 if not (the failure branch ran), 9 if a PUT of the branch
+            that ran names a lease that does not exist ("lease": ID; nothing was written).
 
             Examples:
               raft-cli txn lock.json
@@ -280,6 +297,15 @@ internal static class KvCommands
             }
             using var client = context.SessionClient(result, txnClientId, txnSequence);
             var response = await client.TxnAsync(request, cancellationToken).ConfigureAwait(false);
+            if (response.LeaseNotFound)
+            {
+                if (context.Json(result))
+                {
+                    CliContext.WriteJson(response, CliJson.Default.TxnResponse);
+                }
+                Console.Error.WriteLine("raft-cli: a PUT of the branch that ran names a lease that does not exist (never granted, revoked, or expired); nothing was written");
+                return ExitCodes.LeaseNotFound;
+            }
             if (context.Json(result))
             {
                 CliContext.WriteJson(response, CliJson.Default.TxnResponse);

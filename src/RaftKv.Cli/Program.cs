@@ -43,6 +43,7 @@ var root = new RootCommand($"""
     Examples:
       raft-cli set mykey myvalue
       raft-cli get mykey
+      raft-cli lease grant 10
       raft-cli --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082 status
       raft-cli benchmark --operations 1000
       raft-cli member list
@@ -64,6 +65,7 @@ root.Subcommands.Add(KvCommands.Txn(context));
 root.Subcommands.Add(KvCommands.Watch(context));
 root.Subcommands.Add(KvCommands.Delete(context));
 root.Subcommands.Add(KvCommands.Cas(context));
+root.Subcommands.Add(LeaseCommands.Lease(context));
 root.Subcommands.Add(ClusterCommands.Status(context));
 root.Subcommands.Add(ClusterCommands.Health(context));
 root.Subcommands.Add(MemberCommands.Member(context));

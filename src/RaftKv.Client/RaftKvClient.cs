@@ -44,7 +44,7 @@ public sealed record RaftKvClientOptions
 /// it at most once. Writes through one client are therefore sent one at a time; reads run concurrently. For concurrent
 /// writers, use one client each (they may share an <see cref="HttpMessageHandler"/>).
 /// </summary>
-public sealed class RaftKvClient : IDisposable
+public sealed partial class RaftKvClient : IDisposable
 {
     private static readonly Uri CommandPath = new("/command", UriKind.Relative);
     private readonly RaftKvClientOptions _options;
@@ -98,6 +98,8 @@ public sealed class RaftKvClient : IDisposable
     }
 
     public string ClientId { get; }
+
+    internal RaftKvClientOptions Options => _options;
 
     /// <summary>The endpoint this client currently sends to first, if it learned one.</summary>
     public Uri? KnownLeader
@@ -168,6 +170,8 @@ public sealed class RaftKvClient : IDisposable
     /// <summary>
     /// A transaction (POST /txn): if every comparison holds, the success operations run, else the failure ones, as one
     /// write. It carries this client's session (the request's clientId and seq are set here), so retries apply it once.
+    /// A PUT may name a lease (<see cref="TxnOperation.Lease"/>); if the branch that ran names one that does not exist,
+    /// none of its operations ran and the answer says <see cref="TxnResponse.LeaseNotFound"/> (no results).
     /// </summary>
     public async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default)
     {
@@ -178,7 +182,8 @@ public sealed class RaftKvClient : IDisposable
             request.ClientId = ClientId;
             request.Seq = ++_sequence;
             var body = JsonSerializer.SerializeToUtf8Bytes(request, ContractsJson.Default.TxnRequest);
-            return await AdminAsync(HttpMethod.Post, "/txn", body, ContractsJson.Default.TxnResponse, change: false, cancellationToken).ConfigureAwait(false);
+            return await AdminAsync(HttpMethod.Post, "/txn", body, ContractsJson.Default.TxnResponse, change: false, cancellationToken, session: true,
+                leaseNotFound: refused => new TxnResponse(false, [], refused.Index, refused.Term, refused.Leader, refused.Error)).ConfigureAwait(false);
         }
         finally
         {
@@ -318,6 +323,13 @@ public sealed class RaftKvClient : IDisposable
     public Task<KvResponse> SetAsync(string key, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value }, cancellationToken);
 
+    /// <summary>
+    /// Sets <paramref name="value"/> with a lease: the key is deleted when lease <paramref name="lease"/> is revoked or
+    /// expires. If no such lease exists, nothing is written and the answer says <see cref="KvResponse.LeaseNotFound"/>.
+    /// </summary>
+    public Task<KvResponse> SetAsync(string key, string value, ulong lease, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandRequest { Type = "SET", Key = key, Value = value, Lease = LeaseOf(lease) }, cancellationToken);
+
     public Task<KvResponse> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "DELETE", Key = key }, cancellationToken);
 
@@ -325,9 +337,24 @@ public sealed class RaftKvClient : IDisposable
     public Task<KvResponse> CompareAndSetAsync(string key, string expected, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, Expected = expected }, cancellationToken);
 
+    /// <summary>As <see cref="CompareAndSetAsync(string, string, string, CancellationToken)"/>, the new value held by lease <paramref name="lease"/>.</summary>
+    public Task<KvResponse> CompareAndSetAsync(string key, string expected, string value, ulong lease, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, Expected = expected, Lease = LeaseOf(lease) }, cancellationToken);
+
     /// <summary>Sets <paramref name="value"/> if the key was last written at <paramref name="expectedVersion"/> (0: if absent).</summary>
     public Task<KvResponse> CompareVersionAndSetAsync(string key, ulong expectedVersion, string value, CancellationToken cancellationToken = default) =>
         WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, ExpectedVersion = expectedVersion }, cancellationToken);
+
+    /// <summary>As <see cref="CompareVersionAndSetAsync(string, ulong, string, CancellationToken)"/>, the new value held by lease <paramref name="lease"/>.</summary>
+    public Task<KvResponse> CompareVersionAndSetAsync(string key, ulong expectedVersion, string value, ulong lease, CancellationToken cancellationToken = default) =>
+        WriteAsync(new CommandRequest { Type = "CAS", Key = key, Value = value, ExpectedVersion = expectedVersion, Lease = LeaseOf(lease) }, cancellationToken);
+
+    /// <summary>A lease id as a write carries it: 0 is "no lease" on the wire, so a caller who means a lease must name one.</summary>
+    private static ulong LeaseOf(ulong lease)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(lease);
+        return lease;
+    }
 
     private async Task<KvResponse> WriteAsync(CommandRequest body, CancellationToken cancellationToken)
     {
@@ -360,18 +387,9 @@ public sealed class RaftKvClient : IDisposable
             {
                 break;
             }
-            if (attempt == 0 && TakeUnmappedLeader() is not null)
+            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(overall.Token, cancellationToken).ConfigureAwait(false))
             {
-                // A follower answered for a leader we cannot address: ask every endpoint who it is, once per leader,
-                // so that the next requests go to the leader instead of through the follower.
-                try
-                {
-                    await ClusterStatusAsync(overall.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
+                break;
             }
             var endpoint = PickEndpoint(attempt);
             using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
@@ -386,6 +404,7 @@ public sealed class RaftKvClient : IDisposable
                 switch ((int)response.StatusCode)
                 {
                     case 200 or 409:
+                    case 404 when IsAnswer(response): // a write naming a lease that does not exist (lease_not_found)
                         return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
                     case 400 or 401 or 403 or 413:
                         var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
@@ -423,6 +442,27 @@ public sealed class RaftKvClient : IDisposable
             throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
         }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
+    }
+
+    /// <summary>
+    /// A follower answered for a leader this client cannot address: ask every endpoint who it is, once per leader, so that
+    /// the next requests go to the leader instead of through the follower. False when the operation's own time ran out.
+    /// </summary>
+    private async Task<bool> LookUpUnmappedLeaderAsync(CancellationToken overall, CancellationToken caller)
+    {
+        if (TakeUnmappedLeader() is null)
+        {
+            return true;
+        }
+        try
+        {
+            await ClusterStatusAsync(overall).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!caller.IsCancellationRequested)
+        {
+            return false;
+        }
     }
 
     /// <summary>Every endpoint's status (those that do not answer say why).</summary>
@@ -556,14 +596,19 @@ public sealed class RaftKvClient : IDisposable
 
     /// <summary>
     /// One /cluster request, tried on each endpoint in turn while nodes are down or have no leader (503). A change is never
-    /// resent once a node may have received it: its outcome is then unknown (the caller checks the member list).
+    /// resent once a node may have received it: its outcome is then unknown (the caller checks the member list). A write
+    /// refused because it names a lease that does not exist (404 with the command's answer) becomes
+    /// <paramref name="leaseNotFound"/>'s answer, if given. A write that carries this client's <paramref name="session"/>
+    /// (clientId and seq) is sent again, as a write is, when a node could not tell its outcome (504, a broken connection):
+    /// the cluster applies it at most once; if no attempt answers, its outcome is unknown.
     /// </summary>
     private async Task<T> AdminAsync<T>(HttpMethod method, string path, byte[]? body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type,
-        bool change, CancellationToken cancellationToken)
+        bool change, CancellationToken cancellationToken, bool session = false, Func<KvResponse, T>? leaseNotFound = null)
     {
         using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         overall.CancelAfter(_options.Timeout);
         string? lastProblem = null;
+        var mayHaveApplied = false;
         for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
         {
             if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
@@ -588,6 +633,11 @@ public sealed class RaftKvClient : IDisposable
                 {
                     return await ReadAsync(response, type, attemptTimeout.Token).ConfigureAwait(false);
                 }
+                if (status == 404 && leaseNotFound is not null && IsAnswer(response)
+                    && await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false) is { LeaseNotFound: true } refused)
+                {
+                    return leaseNotFound(refused);
+                }
                 var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
                 var detail = problem?.Detail ?? $"{endpoint} answered {status} {response.ReasonPhrase}";
                 switch (status)
@@ -598,6 +648,11 @@ public sealed class RaftKvClient : IDisposable
                         throw new ConflictException(detail);
                     case 503:
                         lastProblem = detail; // nothing was changed: another node may serve it
+                        break;
+                    case 504 when session:
+                        lastProblem = detail;
+                        mayHaveApplied = true;
+                        Forget(endpoint);
                         break;
                     case 504:
                         throw new OutcomeUnknownException(detail);
@@ -620,10 +675,15 @@ public sealed class RaftKvClient : IDisposable
                 || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                mayHaveApplied |= session;
                 Forget(endpoint);
             }
         }
         cancellationToken.ThrowIfCancellationRequested();
+        if (mayHaveApplied)
+        {
+            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
+        }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
     }
 
@@ -750,6 +810,9 @@ public sealed class RaftKvClient : IDisposable
         var value = await response.Content.ReadFromJsonAsync(type, cancellationToken).ConfigureAwait(false);
         return value ?? throw new JsonException("an empty answer");
     }
+
+    /// <summary>An answer in the command's shape (application/json), not a problem (application/problem+json) or a stranger's page.</summary>
+    private static bool IsAnswer(HttpResponseMessage response) => response.Content.Headers.ContentType?.MediaType == "application/json";
 
     private static async Task<ProblemResponse?> ReadProblemAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {

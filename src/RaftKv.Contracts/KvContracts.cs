@@ -23,6 +23,9 @@ public sealed class CommandRequest
 
     public ulong? Seq { get; set; }
 
+    /// <summary>SET and CAS: the lease the key is written with (deleted when it ends); none or 0: no lease.</summary>
+    public ulong? Lease { get; set; }
+
     /// <summary>"linearizable" (the default) or "stale".</summary>
     public string? Consistency { get; set; }
 }
@@ -30,14 +33,20 @@ public sealed class CommandRequest
 /// <summary>
 /// The answer to a command: {"ok":true,"value":...,"found":true,"version":12,"index":12,"term":3,"leader":"n1"}.
 /// <see cref="Version"/> is the index that last wrote the key (0: absent); <see cref="Error"/> is cas_mismatch,
-/// stale_sequence or malformed when <see cref="Ok"/> is false.
+/// stale_sequence, lease_not_found or malformed when <see cref="Ok"/> is false.
 /// </summary>
 public sealed record KvResponse(bool Ok, string? Value, bool Found, ulong Version, ulong Index, ulong Term, string? Leader, string? Error = null)
 {
     public const string CasMismatchError = "cas_mismatch";
 
+    /// <summary>The write named a lease that does not exist (never granted, revoked or expired); nothing was written (HTTP 404).</summary>
+    public const string LeaseNotFoundError = "lease_not_found";
+
     [JsonIgnore]
     public bool CasMismatch => Error == CasMismatchError;
+
+    [JsonIgnore]
+    public bool LeaseNotFound => Error == LeaseNotFoundError;
 }
 
 /// <summary>
@@ -98,13 +107,45 @@ public sealed class TxnOperation
     public string? Key { get; set; }
 
     public string? Value { get; set; }
+
+    /// <summary>PUT: the lease the key is written with; none or 0: no lease.</summary>
+    public ulong? Lease { get; set; }
 }
 
-/// <summary>The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did.</summary>
-public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResult> Results, ulong Index, ulong Term, string? Leader, string? Error = null);
+/// <summary>
+/// The answer to POST /txn: whether the comparisons held, what each operation of the branch that ran saw or did. A branch
+/// that would write with a lease that does not exist runs none of its operations: <see cref="Error"/> is lease_not_found.
+/// </summary>
+public sealed record TxnResponse(bool Succeeded, IReadOnlyList<TxnOperationResult> Results, ulong Index, ulong Term, string? Leader, string? Error = null)
+{
+    [JsonIgnore]
+    public bool LeaseNotFound => Error == KvResponse.LeaseNotFoundError;
+}
 
 /// <summary>A GET's value and versions; a PUT's new version and create revision; a DELETE's Found says whether the key was there.</summary>
 public sealed record TxnOperationResult(string Type, string Key, bool Found, string? Value, ulong Version, ulong CreateRevision);
+
+/// <summary>The body of POST /leases: {"ttl":10}, the lease's time to live in seconds; clientId and seq make a retry grant once.</summary>
+public sealed class LeaseGrantRequest
+{
+    public long? Ttl { get; set; }
+
+    public string? ClientId { get; set; }
+
+    public ulong? Seq { get; set; }
+}
+
+/// <summary>
+/// A lease granted (POST /leases), kept alive (POST /leases/{id}/keepalive: <see cref="Index"/> absent) or revoked
+/// (DELETE /leases/{id}: <see cref="Deleted"/> keys went with it). <see cref="Ttl"/> is in seconds.
+/// </summary>
+public sealed record LeaseResponse(ulong Id, long Ttl, ulong? Index, ulong Term, string? Leader, int? Deleted = null);
+
+/// <summary>
+/// GET /leases/{id}: the lease's time to live, the seconds left by the leader's clock, how many keys it holds and the first
+/// 1,000 of them, in key order.
+/// </summary>
+public sealed record LeaseInfoResponse(ulong Id, long Ttl, double Remaining, int KeyCount, IReadOnlyList<string> Keys, ulong Term, string? Leader);
 
 /// <summary>One change as GET /watch sends it, in an SSE event's data (the event's id is "revision.sequence").</summary>
 public sealed record WatchEventData(string Type, string Key, string? Value, ulong Revision, string? PrevValue);

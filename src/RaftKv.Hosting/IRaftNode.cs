@@ -32,11 +32,28 @@ public interface IRaftNode
     /// <summary>Runs a query against the state machine: through the leader's ReadIndex, or here on what this node applied.</summary>
     Task<NodeAnswer> ReadAsync(ReadOnlyMemory<byte> query, ReadConsistency consistency, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Runs the application's <see cref="ILeaderRequestHandler"/> on the leader (forwarded, unread, if this node does not
+    /// lead): for what only the leader's memory or clock can answer and that is not a log entry, such as keeping a lease
+    /// alive. A node that leads by its own last knowledge answers; a deposed leader that has not heard yet may too.
+    /// </summary>
+    Task<NodeAnswer> AskLeaderAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken = default);
+
     /// <summary>The node's view of itself (and, on the leader, of its followers), from the node loop.</summary>
     Task<NodeStatus> GetStatusAsync(CancellationToken cancellationToken = default);
 
     /// <summary>Raised on the node loop when this node learns of another leader (or of none): handlers must return at once.</summary>
     event EventHandler<LeaderChangedEventArgs>? LeaderChanged;
+}
+
+/// <summary>
+/// An application's requests that the leader answers from its own memory or clock, not through the log (registered with
+/// <see cref="RaftNodeBuilder.UseLeaderRequests{T}"/>; reached through <see cref="IRaftNode.AskLeaderAsync"/>).
+/// </summary>
+public interface ILeaderRequestHandler
+{
+    /// <summary>Answers a request on the leader, off the node loop; must be quick (it runs within the node's request timeout).</summary>
+    ValueTask<ReadOnlyMemory<byte>> HandleAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken);
 }
 
 public sealed class LeaderChangedEventArgs(NodeId leader, Term term, Role role) : EventArgs

@@ -38,6 +38,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     private Task? _tickerTask;
     private NodeId _lastLeader;
     private readonly int _maxCommandBytes;
+    private readonly ILeaderRequestHandler? _leaderRequests;
 
     public RaftNodeHost(
         IOptions<NodeOptions> node,
@@ -49,8 +50,11 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         IStateMachine stateMachine,
         ILoggerFactory loggers,
         RaftMetrics metrics,
-        IHostApplicationLifetime lifetime)
+        IHostApplicationLifetime lifetime,
+        IEnumerable<ILeaderRequestHandler> leaderRequests)
     {
+        ArgumentNullException.ThrowIfNull(leaderRequests);
+        _leaderRequests = leaderRequests.SingleOrDefault();
         ArgumentNullException.ThrowIfNull(loggers);
         _node = node.Value;
         _raft = raft.Value;
@@ -118,9 +122,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     /// <summary>This node's data directory, as a full path.</summary>
     public string DataDirectory => Path.GetFullPath(_node.DataDir);
 
-    public NodeId KnownLeader => Loop.KnownLeader;
+    // Before the loop runs (the host still starting): no leader, term zero, for whoever asks that early.
+    public NodeId KnownLeader => Loop?.KnownLeader ?? NodeId.None;
 
-    public Term KnownTerm => Loop.KnownTerm;
+    public Term KnownTerm => Loop?.KnownTerm ?? Term.Zero;
 
     public event EventHandler<LeaderChangedEventArgs>? LeaderChanged;
 
@@ -446,6 +451,54 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         return await ForwardAsync(ForwardKind.LinearizableRead, query, leader, cancellationToken).ConfigureAwait(false);
     }
 
+    public async Task<NodeAnswer> AskLeaderAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken = default)
+    {
+        if (TooLarge(request) is { } refused)
+        {
+            return refused;
+        }
+        var leader = Loop.KnownLeader;
+        if (leader == Self)
+        {
+            var (answer, hint) = await AskHereAsync(request, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
+            {
+                return answer;
+            }
+            leader = hint;
+        }
+        return await ForwardAsync(ForwardKind.LeaderRequest, request, leader, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The application's leader request, answered here; no answer (and the leader known) when this node does not lead.</summary>
+    private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> AskHereAsync(ReadOnlyMemory<byte> request, CancellationToken cancellationToken)
+    {
+        if (Loop.KnownLeader != Self)
+        {
+            return (null, Loop.KnownLeader);
+        }
+        if (_leaderRequests is null)
+        {
+            return (NodeAnswer.Failed(AnswerStatus.Invalid, Self, "this application answers no leader requests; nothing was done"), default);
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_node.RequestTimeout);
+        try
+        {
+            var term = Loop.KnownTerm;
+            var result = await _leaderRequests.HandleAsync(request, timeout.Token).ConfigureAwait(false);
+            return (new NodeAnswer(AnswerStatus.Ok, result, LogIndex.Zero, term, Self, null), default);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return (NodeAnswer.Failed(AnswerStatus.TimedOut, Self, $"no answer within {_node.RequestTimeoutMs} ms"), default);
+        }
+        catch (FormatException error)
+        {
+            return (NodeAnswer.Failed(AnswerStatus.Invalid, Self, $"the leader could not read the request ({error.Message}); nothing was done"), default);
+        }
+    }
+
     /// <summary>A request a follower forwarded: run here, or say that this node does not lead; never forwarded again.</summary>
     public async Task<NodeAnswer> ExecuteForwardedAsync(ForwardedRequest request, CancellationToken cancellationToken)
     {
@@ -462,6 +515,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
                 await ChangeHereAsync(change, cancellationToken).ConfigureAwait(false),
             ForwardKind.TransferLeadership when TransferTarget(request.Command.Span) is { } target =>
                 await TransferHereAsync(target, cancellationToken).ConfigureAwait(false),
+            ForwardKind.LeaderRequest => await AskHereAsync(request.Command, cancellationToken).ConfigureAwait(false),
             _ => (NodeAnswer.Failed(AnswerStatus.Invalid, Self, $"a forwarded {request.Kind} this node cannot read; nothing was done"), default),
         };
         return answer ?? NodeAnswer.Failed(AnswerStatus.NoLeader, hint, "the leader changed while the request was forwarded");

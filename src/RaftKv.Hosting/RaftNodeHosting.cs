@@ -63,6 +63,19 @@ public sealed class RaftNodeBuilder
         HasStateMachine = true;
         return this;
     }
+
+    /// <summary>The application's requests that only the leader answers (<see cref="IRaftNode.AskLeaderAsync"/>): at most one handler.</summary>
+    public RaftNodeBuilder UseLeaderRequests<T>(Func<IServiceProvider, T> factory) where T : class, ILeaderRequestHandler
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        if (Services.Any(s => s.ServiceType == typeof(ILeaderRequestHandler)))
+        {
+            throw new InvalidOperationException("UseLeaderRequests: an application has one leader request handler");
+        }
+        Services.AddSingleton(factory);
+        Services.AddSingleton<ILeaderRequestHandler>(services => services.GetRequiredService<T>());
+        return this;
+    }
 }
 
 /// <summary>

@@ -49,8 +49,21 @@ public sealed partial class RaftLoop
     private long _droppedMessages;
 
     private bool _snapshotInProgress;
+    // Our snapshot whose file is written, waiting for the batch's Readies: the log is compacted behind it only then.
+    private NodeInput.SnapshotWritten? _snapshotWritten;
     // The snapshot in progress was taken early by IBuggify: it compacts every entry it covers.
     private bool _snapshotCompactsAll;
+
+    // IBuggify's state; without one (every host) it stays at rest. Turns are counted to tell what an earlier turn held
+    // from what this one holds.
+    private long _turn;
+    // The last turn took no Ready (MergeWithNextTurn): its work leaves with the next turn's.
+    private bool _readyHeldBack;
+    // Votes and acknowledgements persisted but not sent yet (AcknowledgeLate), in order, held in turn _lateHeldInTurn.
+    private readonly List<Message> _lateMessages = [];
+    private long _lateHeldInTurn;
+    // This turn appended or applied a configuration, sent a snapshot, or won an election (SnapshotAtAwkwardMoment).
+    private bool _awkwardMoment;
     private LogIndex _lastSnapshotIndex;
     private long _bytesAppliedSinceSnapshot;
     private long _snapshotStarted;
@@ -120,6 +133,13 @@ public sealed partial class RaftLoop
 
     /// <summary>Messages dropped because the inbox was full (Raft tolerates loss; the count shows overload).</summary>
     public long DroppedMessages => Interlocked.Read(ref _droppedMessages);
+
+    /// <summary>
+    /// Whether the last turn held its Ready back (<see cref="BuggifyPoint.MergeWithNextTurn"/>): until the next turn the
+    /// core holds entries and state that its store does not, and nothing of them has left. Always false without an
+    /// <see cref="IBuggify"/>. Read it between turns (the simulator's checker does).
+    /// </summary>
+    public bool HoldsReadyBack => _readyHeldBack;
 
     // ---------------------------------------------------------------- inputs, from any thread
 
@@ -311,31 +331,66 @@ public sealed partial class RaftLoop
 
     private void ProcessBatch(List<NodeInput> batch, int ticks)
     {
-        foreach (var input in batch)
+        _turn++;
+        _awkwardMoment = false;
+        for (var i = 0; i < batch.Count; i++)
         {
-            Dispatch(input);
+            Dispatch(batch[i]);
+            // Buggify: split the batch here; what was stepped so far leaves in Readys of its own.
+            if (i < batch.Count - 1 && _storageFailure is null && _buggify?.Fires(BuggifyPoint.SplitBatch) == true)
+            {
+                TakeReadys();
+            }
+        }
+        if (_storageFailure is not null)
+        {
+            return;
+        }
+        for (var i = 0; i < ticks; i++)
+        {
+            _node.Tick();
+        }
+        // Buggify: hold this turn's work back in the core, to leave as one Ready with the next turn's. Never twice in a
+        // row, and never with a received snapshot staged: its file is committed or deleted within the turn (Process).
+        if (!_readyHeldBack && _stagedSnapshots.Count == 0 && _node.HasReady && _buggify?.Fires(BuggifyPoint.MergeWithNextTurn) == true)
+        {
+            _readyHeldBack = true;
+            SendLateMessages();
+            return;
+        }
+        TakeReadys();
+        // Compaction writes to the log store, so it waits until the store holds everything the core appended in this
+        // batch: were it to fail in the middle of the batch, the node would stop with entries in its core that never
+        // reached the store (a proposal dispatched before the written snapshot, say). A Ready held back (above) keeps it
+        // waiting for the next turn's.
+        if (_snapshotWritten is { } written)
+        {
+            _snapshotWritten = null;
+            HandleSnapshotWritten(written);
         }
         if (_storageFailure is null)
         {
-            for (var i = 0; i < ticks; i++)
-            {
-                _node.Tick();
-            }
-            try
-            {
-                while (_node.HasReady)
-                {
-                    var ready = _node.GetReady();
-                    HandleReady(ready);
-                    _node.Advance(ready);
-                }
-            }
-            catch (StorageException error)
-            {
-                StorageFailed(error);
-                return;
-            }
+            SendLateMessages();
             MaybeStartSnapshot();
+        }
+    }
+
+    /// <summary>Takes, handles and advances every Ready the core has. A storage failure stops the node (<see cref="StorageFailed"/>).</summary>
+    private void TakeReadys()
+    {
+        _readyHeldBack = false;
+        try
+        {
+            while (_node.HasReady)
+            {
+                var ready = _node.GetReady();
+                HandleReady(ready);
+                _node.Advance(ready);
+            }
+        }
+        catch (StorageException error)
+        {
+            StorageFailed(error);
         }
     }
 
@@ -363,7 +418,8 @@ public sealed partial class RaftLoop
                 HandleChangeMembership(change);
                 break;
             case NodeInput.SnapshotWritten written:
-                HandleSnapshotWritten(written);
+                Invariant.Assert(_snapshotWritten is null, "one snapshot of our own is written at a time");
+                _snapshotWritten = written; // handled after the batch's Readies (ProcessBatch)
                 break;
             case NodeInput.SnapshotSent sent:
                 _node.ReportSnapshot(sent.Peer, sent.Succeeded);
@@ -469,7 +525,10 @@ public sealed partial class RaftLoop
     /// 3. send what promises what we persisted: votes and acknowledgements;
     /// 4. apply committed entries in index order, completing their proposals;
     /// 5. serve reads whose ReadIndex round completed, once applied reaches their index.
-    /// The caller then calls Advance.
+    /// The caller then calls Advance, before it takes the next Ready.
+    /// In the simulator, <see cref="IBuggify"/> varies how turns become Readys without reordering these steps: a turn's
+    /// inputs split over several Readys, a turn's work held back in the core to leave in one Ready with the next turn's,
+    /// and step 3's messages held to the next turn (persisted already, so still true, only late).
     /// </summary>
     private void HandleReady(Ready ready)
     {
@@ -502,10 +561,22 @@ public sealed partial class RaftLoop
             _observer.Persisted(ready.Entries.Count, _time.GetElapsedTime(started));
         }
 
-        // 3. Votes and acknowledgements promise what is now on disk.
-        foreach (var message in ready.MessagesAfterPersist)
+        // 3. Votes and acknowledgements promise what is now on disk. Buggify may hold them to the next turn: they stay
+        // true, only late (AcknowledgeLate).
+        SendLateMessages();
+        if (ready.MessagesAfterPersist.Count > 0 && _buggify is not null
+            && (_lateMessages.Count > 0 || _buggify.Fires(BuggifyPoint.AcknowledgeLate)))
         {
-            _transport.Send(message);
+            // Once this turn holds one Ready's, it holds the rest of the turn's too, so that they leave in order.
+            _lateMessages.AddRange(ready.MessagesAfterPersist);
+            _lateHeldInTurn = _turn;
+        }
+        else
+        {
+            foreach (var message in ready.MessagesAfterPersist)
+            {
+                _transport.Send(message);
+            }
         }
 
         // 4. Apply.
@@ -537,6 +608,14 @@ public sealed partial class RaftLoop
         }
         ServeReads(_node.AppliedIndex, ready.CommittedEntries.Count > 0 ? ready.CommittedEntries[^1].Index : LogIndex.Zero);
 
+        if (_buggify is not null && !_awkwardMoment)
+        {
+            _awkwardMoment = ready.Entries.Any(e => e.Kind == EntryKind.Config)
+                || ready.CommittedEntries.Any(e => e.Kind == EntryKind.Config)
+                || ready.Messages.Any(m => m is InstallSnapshot)
+                || (ready.SoftState.Role == Role.Leader && _softState.Role != Role.Leader);
+        }
+
         if (ready.SoftState != _softState)
         {
             _softState = ready.SoftState;
@@ -544,6 +623,28 @@ public sealed partial class RaftLoop
             _observer.RoleChanged(ready.SoftState);
             LogRoleChanged(_node.Id, ready.SoftState.Role, ready.SoftState.Term.Value, ready.SoftState.Leader);
         }
+    }
+
+    /// <summary>
+    /// Sends the votes and acknowledgements an earlier turn held (<see cref="BuggifyPoint.AcknowledgeLate"/>), in order.
+    /// They were persisted before they were held, so they are still true; those of a term this node has left are dropped,
+    /// as the network may drop them (they help no one, and an acknowledgement of a past term may name entries that a later
+    /// leader has cut since).
+    /// </summary>
+    private void SendLateMessages()
+    {
+        if (_lateMessages.Count == 0 || _lateHeldInTurn == _turn)
+        {
+            return;
+        }
+        foreach (var message in _lateMessages)
+        {
+            if (message.Term >= _node.Term)
+            {
+                _transport.Send(message);
+            }
+        }
+        _lateMessages.Clear();
     }
 
     private void ReportConfig()
@@ -698,7 +799,8 @@ public sealed partial class RaftLoop
         var applied = _node.AppliedIndex;
         var due = applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
             || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes;
-        var early = !due && !_snapshotInProgress && applied > _lastSnapshotIndex && _buggify?.Fires(BuggifyPoint.SnapshotNow) == true;
+        var early = !due && !_snapshotInProgress && applied > _lastSnapshotIndex && _buggify is { } buggify
+            && ((_awkwardMoment && buggify.Fires(BuggifyPoint.SnapshotAtAwkwardMoment)) || buggify.Fires(BuggifyPoint.SnapshotNow));
         if (_snapshotInProgress || !(due || early) || applied <= _lastSnapshotIndex)
         {
             return;
@@ -771,6 +873,8 @@ public sealed partial class RaftLoop
     private void StorageFailed(StorageException error)
     {
         _storageFailure = error.Message;
+        // Nothing leaves after a failure, not even what was persisted before it and held back.
+        _lateMessages.Clear();
         // Step down: nothing more is persisted, so nothing more may be promised. No message leaves after this either, so
         // the other nodes stop hearing from us and elect a leader among themselves.
         _node.StepDown();

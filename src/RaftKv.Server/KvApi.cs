@@ -30,6 +30,9 @@ public static class KvApi
         node.AddSettings<KvOptions>("Kv");
         node.Services.AddSingleton<IValidateOptions<KvOptions>, BodyFitsValidator>();
         node.UseStateMachine(services => new KvStateMachine(services.GetRequiredService<IOptions<KvOptions>>().Value));
+        node.UseLeaderRequests(services => new LeaseClock(services.GetRequiredService<KvStateMachine>(), TimeProvider.System));
+        node.Services.AddHostedService(services => new LeaseExpiry(services.GetRequiredService<IRaftNode>(), services.GetRequiredService<LeaseClock>(),
+            TimeProvider.System, services.GetRequiredService<ILogger<LeaseExpiry>>()));
         return node;
     }
 
@@ -52,6 +55,7 @@ public static class KvApi
         kv.MapPut("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Set, key, node, limits));
         kv.MapDelete("/kv/{**key}", (HttpContext http, string key) => KeyAsync(http, KvOperation.Delete, key, node, limits));
         WatchApi.Map(kv, app.Services.GetRequiredService<KvStateMachine>(), limits.Kv);
+        LeaseApi.Map(kv, node, limits.Kv, access);
         return app;
     }
 
@@ -146,6 +150,14 @@ public static class KvApi
             }
             request.Seq = number;
         }
+        if (query["lease"].FirstOrDefault() is { } leaseText)
+        {
+            if (!ulong.TryParse(leaseText, out var lease))
+            {
+                return Problem(KvRequests.Problem(400, "lease", $"'{leaseText}' is not a lease id"));
+            }
+            request.Lease = lease;
+        }
         if (operation == KvOperation.Set)
         {
             var body = await ReadBodyAsync(http, limits.BodyBytes).ConfigureAwait(false);
@@ -216,7 +228,7 @@ public static class KvApi
     }
 
     /// <summary>What the node's answer means over HTTP.</summary>
-    private static KvHttpResult Answer(HttpContext http, NodeAnswer answer, bool missingIs404)
+    internal static KvHttpResult Answer(HttpContext http, NodeAnswer answer, bool missingIs404)
     {
         var leader = NameLeader(http, answer);
         switch (answer.Status)
@@ -234,7 +246,8 @@ public static class KvApi
                         $"the answer could not be read ({error.Message}). A write may or may not be applied: retry with the same clientId and seq."));
                 }
                 var body = new KvResponse(result.Ok, result.Value, result.Found, result.Version, result.Index, answer.Term.Value, leader, Error(result.Error));
-                return new KvAnswerResult(!result.Ok ? 409 : missingIs404 && !result.Found ? 404 : 200, body);
+                var status = result.Error == KvError.LeaseNotFound ? 404 : !result.Ok ? 409 : missingIs404 && !result.Found ? 404 : 200;
+                return new KvAnswerResult(status, body);
             case AnswerStatus.TooLarge:
                 return Problem(KvRequests.Problem(413, "body", answer.Reason ?? "the command is larger than the node takes"));
             case AnswerStatus.NoLeader:
@@ -253,7 +266,7 @@ public static class KvApi
     }
 
     /// <summary>The leader the answer names (null if none), also put in the X-Raft-Leader header.</summary>
-    private static string? NameLeader(HttpContext http, NodeAnswer answer)
+    internal static string? NameLeader(HttpContext http, NodeAnswer answer)
     {
         if (answer.Leader.IsNone)
         {
@@ -269,10 +282,11 @@ public static class KvApi
         KvError.None => null,
         KvError.CasMismatch => KvResponse.CasMismatchError,
         KvError.StaleSequence => "stale_sequence",
+        KvError.LeaseNotFound => KvResponse.LeaseNotFoundError,
         _ => "malformed",
     };
 
-    private static KvHttpResult Problem(ProblemResponse problem) =>
+    internal static KvHttpResult Problem(ProblemResponse problem) =>
         TypedResults.Json(problem, ContractsJson.Default.ProblemResponse, ProblemResponse.ContentType, problem.Status);
 
     private static KvHttpResult Retry(HttpContext http, ProblemResponse problem)
@@ -281,15 +295,15 @@ public static class KvApi
         return Problem(problem);
     }
 
-    private static KvHttpResult TooLarge(long limit) =>
+    internal static KvHttpResult TooLarge(long limit) =>
         Problem(KvRequests.Problem(413, "body", $"the request body is larger than {limit} bytes"));
 
-    private static bool IsJson(string? contentType) =>
+    internal static bool IsJson(string? contentType) =>
         contentType is not null && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
             || contentType.StartsWith(ProblemResponse.ContentType, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Reads the whole body; null when it is over the limit (without reading what a client sends beyond it).</summary>
-    private static async Task<byte[]?> ReadBodyAsync(HttpContext http, long limit)
+    internal static async Task<byte[]?> ReadBodyAsync(HttpContext http, long limit)
     {
         if (http.Request.ContentLength > limit)
         {
@@ -313,7 +327,7 @@ public static class KvApi
     }
 
     /// <summary>A request body as <typeparamref name="T"/>; or the problem: a value of the wrong kind names its field, broken syntax the body.</summary>
-    private static (T? Request, ProblemResponse? Problem) Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    internal static (T? Request, ProblemResponse? Problem) Parse<T>(byte[] body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
     {
         try
         {

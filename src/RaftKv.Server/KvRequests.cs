@@ -75,6 +75,10 @@ internal static class KvRequests
         {
             return Invalid(400, "clientId", "reads take no session");
         }
+        if (request.Lease is not (null or 0) && operation is not (KvOperation.Set or KvOperation.Cas))
+        {
+            return Invalid(400, "lease", $"{Name()} takes no lease: only SET and CAS write with one");
+        }
         ReadConsistency consistency;
         switch (request.Consistency?.ToLowerInvariant())
         {
@@ -83,7 +87,8 @@ internal static class KvRequests
             case "stale": return Invalid(400, "consistency", "only reads can be stale");
             default: return Invalid(400, "consistency", $"'{request.Consistency}': linearizable or stale");
         }
-        var command = new KvCommand(operation, request.Key, request.Value, request.Expected, request.ExpectedVersion, request.ClientId, request.Seq ?? 0);
+        var command = new KvCommand(operation, request.Key, request.Value, request.Expected, request.ExpectedVersion, request.ClientId, request.Seq ?? 0,
+            request.Lease ?? 0);
         return new KvRequest(command, consistency, null);
     }
 

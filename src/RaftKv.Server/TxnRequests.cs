@@ -153,7 +153,11 @@ internal static class TxnRequests
         {
             return FailOp(path + ".value", $"{kind.ToString().ToUpperInvariant()} takes no value");
         }
-        return (new KvTxnOp(kind, operation.Key!, operation.Value), null);
+        if (operation.Lease is not (null or 0) && kind != KvTxnOpKind.Put)
+        {
+            return FailOp(path + ".lease", "only a PUT is written with a lease");
+        }
+        return (new KvTxnOp(kind, operation.Key!, operation.Value, operation.Lease ?? 0), null);
     }
 
     private static ProblemResponse? KeyProblem(string? key, string path, KvOptions settings)

@@ -17,8 +17,10 @@ public enum KvOperation : byte
 /// One client command, as stored in a log entry (writes) or run as a query (reads). A write that carries a client id and a
 /// sequence number is applied at most once: a retry gets the saved answer (exactly-once client sessions).
 /// <code>
-/// format:u8=1 operation:u8 flags:u8 seq:u64 expectedVersion:u64 clientId key value expected   (strings: length:i32 + UTF-8, -1 = none)
+/// format:u8=1 operation:u8 flags:u8 seq:u64 expectedVersion:u64 clientId key value expected [lease:u64]
 /// </code>
+/// Strings are length:i32 + UTF-8 (-1 = none); the lease is there when flags has bit 2 (a write attached to a lease,
+/// <see cref="Lease"/>; 0 = none).
 /// </summary>
 public sealed record KvCommand(
     KvOperation Operation,
@@ -27,28 +29,34 @@ public sealed record KvCommand(
     string? Expected = null,
     ulong? ExpectedVersion = null,
     string? ClientId = null,
-    ulong Sequence = 0)
+    ulong Sequence = 0,
+    ulong Lease = 0)
 {
     private const byte Format = 1;
     private const byte HasExpectedVersion = 1;
+    private const byte HasLease = 2;
 
     public bool IsWrite => Operation is not KvOperation.Get;
 
     public byte[] Encode()
     {
-        var size = 3 + 8 + 8 + Size(ClientId) + Size(Key) + Size(Value) + Size(Expected);
+        var size = 3 + 8 + 8 + Size(ClientId) + Size(Key) + Size(Value) + Size(Expected) + (Lease == 0 ? 0 : 8);
         var buffer = new byte[size];
         var span = buffer.AsSpan();
         span[0] = Format;
         span[1] = (byte)Operation;
-        span[2] = ExpectedVersion is null ? (byte)0 : HasExpectedVersion;
+        span[2] = (byte)((ExpectedVersion is null ? 0 : HasExpectedVersion) | (Lease == 0 ? 0 : HasLease));
         BinaryPrimitives.WriteUInt64LittleEndian(span[3..], Sequence);
         BinaryPrimitives.WriteUInt64LittleEndian(span[11..], ExpectedVersion ?? 0);
         var offset = 19;
         offset += WriteString(span[offset..], ClientId);
         offset += WriteString(span[offset..], Key);
         offset += WriteString(span[offset..], Value);
-        WriteString(span[offset..], Expected);
+        offset += WriteString(span[offset..], Expected);
+        if (Lease != 0)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(span[offset..], Lease);
+        }
         return buffer;
     }
 
@@ -68,11 +76,21 @@ public sealed record KvCommand(
         var key = ReadString(data, ref offset) ?? throw new FormatException("KV command without a key");
         var value = ReadString(data, ref offset);
         var expected = ReadString(data, ref offset);
+        var lease = 0UL;
+        if ((data[2] & HasLease) != 0)
+        {
+            if (offset + 8 > data.Length)
+            {
+                throw new FormatException("truncated KV command");
+            }
+            lease = BinaryPrimitives.ReadUInt64LittleEndian(data[offset..]);
+            offset += 8;
+        }
         if (offset != data.Length)
         {
             throw new FormatException("trailing bytes after a KV command");
         }
-        return new KvCommand(operation, key, value, expected, hasVersion ? version : null, clientId, sequence);
+        return new KvCommand(operation, key, value, expected, hasVersion ? version : null, clientId, sequence, lease);
     }
 
     private static int Size(string? text) => KvCodec.Size(text);
@@ -104,6 +122,18 @@ public enum KvError
 
     /// <summary>The log held bytes that are not a KV command (never written by this server).</summary>
     Malformed,
+
+    /// <summary>A write named a lease, or a revoke a lease, that does not exist (never granted, expired or revoked).</summary>
+    LeaseNotFound,
+
+    /// <summary>A grant found as many leases as the store keeps (KvOptions.MaxLeases).</summary>
+    TooManyLeases,
+
+    /// <summary>An expiry appended in another term than that of the leader that decided it: ignored.</summary>
+    StaleExpiry,
+
+    /// <summary>The highest value, for decoders.</summary>
+    Last = StaleExpiry,
 }
 
 /// <summary>The answer to a command. <see cref="Version"/> is the index that last wrote the key (0: absent).</summary>
@@ -145,7 +175,7 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
     /// <summary>Decodes <see cref="Encode"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
     public static KvResult Decode(ReadOnlySpan<byte> data)
     {
-        if (data.Length < HeadBytes + 4 || data[0] != Format || data[1] > 1 || data[2] > (byte)KvError.Malformed || data[3] > 1)
+        if (data.Length < HeadBytes + 4 || data[0] != Format || data[1] > 1 || data[2] > (byte)KvError.Last || data[3] > 1)
         {
             throw new FormatException("not a KV result");
         }
@@ -160,5 +190,8 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
     }
 }
 
-/// <summary>A stored value, the index that last wrote it, and the index that created it (kept until the key is deleted).</summary>
-public sealed record KvItem(string Value, ulong Version, ulong CreateRevision);
+/// <summary>
+/// A stored value, the index that last wrote it, the index that created it (kept until the key is deleted), and the lease
+/// it was last written with (0: none; the key is deleted when that lease ends).
+/// </summary>
+public sealed record KvItem(string Value, ulong Version, ulong CreateRevision, ulong Lease = 0);

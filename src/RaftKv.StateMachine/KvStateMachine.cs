@@ -28,6 +28,12 @@ public sealed record KvOptions : IValidatedOptions
     /// <summary>Watch streams one node serves at once; one more is answered 503.</summary>
     public int MaxWatchers { get; init; } = 1_000;
 
+    /// <summary>Leases the store keeps at once; a grant beyond them is refused (replicated: every node refuses the same one).</summary>
+    public int MaxLeases { get; init; } = 100_000;
+
+    /// <summary>The longest time to live a lease may ask for, in seconds (the shortest is 1).</summary>
+    public long MaxLeaseTtlSeconds { get; init; } = 365L * 24 * 3600;
+
     public IEnumerable<string> Validate()
     {
         if (MaxKeyBytes is < 1 or > 64 * 1024)
@@ -54,6 +60,14 @@ public sealed record KvOptions : IValidatedOptions
         {
             yield return $"MaxWatchers: {MaxWatchers} is outside [1, 100000]";
         }
+        if (MaxLeases is < 1 or > 10_000_000)
+        {
+            yield return $"MaxLeases: {MaxLeases} is outside [1, 10000000]";
+        }
+        if (MaxLeaseTtlSeconds is < 1 or > 10L * 365 * 24 * 3600)
+        {
+            yield return $"MaxLeaseTtlSeconds: {MaxLeaseTtlSeconds} is outside [1, 315360000] (ten years)";
+        }
     }
 }
 
@@ -68,17 +82,20 @@ public sealed record KvOptions : IValidatedOptions
 public sealed class KvStateMachine : IStateMachine, IStateDigest
 {
     private const uint SnapshotFormatV1 = 0x4B565331; // "KVS1": items without their create revision, sessions' answers as KV results
-    private const uint SnapshotFormat = 0x4B565332; // "KVS2": items with their create revision, sessions' answers as their bytes
+    private const uint SnapshotFormatV2 = 0x4B565332; // "KVS2": items with their create revision, sessions' answers as their bytes
+    private const uint SnapshotFormat = 0x4B565333; // "KVS3": KVS2 with each item's lease, and the leases
     private readonly KvOptions _options;
     private ImmutableDictionary<string, KvItem> _items = ImmutableDictionary.Create<string, KvItem>(StringComparer.Ordinal);
     private ImmutableDictionary<string, Session> _sessions = ImmutableDictionary.Create<string, Session>(StringComparer.Ordinal);
+    private ImmutableDictionary<ulong, KvLease> _leases = ImmutableDictionary<ulong, KvLease>.Empty;
 
     // The keys in ordinal order, for listings: changed only when a key appears or goes, so a write to an existing key
     // pays nothing for it. Derived from the items (not in snapshots).
     private ImmutableSortedSet<string> _keys = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
 
     // What other threads may read: the state as of the last apply, as one immutable value.
-    private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableDictionary<string, Session>.Empty, LogIndex.Zero);
+    private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableDictionary<string, Session>.Empty,
+        ImmutableDictionary<ulong, KvLease>.Empty, LogIndex.Zero);
 
     public KvStateMachine(KvOptions? options = null)
     {
@@ -106,13 +123,16 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     /// <summary>The store's revision as of the last apply (the last applied index), safe to read from any thread.</summary>
     public ulong Revision => Volatile.Read(ref _published).LastApplied.Value;
 
+    /// <summary>The leases as of the last apply, by id, safe to read from any thread.</summary>
+    public IReadOnlyDictionary<ulong, KvLease> Leases => Volatile.Read(ref _published).Leases;
+
     public ReadOnlyMemory<byte> Apply(LogEntry entry)
     {
         Invariant.Assert(entry.Index > LastApplied, $"applied {entry.Index} after {LastApplied}");
         LastApplied = entry.Index;
         _changes.Clear();
         var answer = ApplyCommand(entry);
-        Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+        Volatile.Write(ref _published, new Capture(_items, _sessions, _leases, LastApplied));
         History.Append(_changes);
         return answer;
     }
@@ -126,7 +146,12 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             if (!data.IsEmpty && data[0] == KvTxn.Format)
             {
                 var txn = KvTxn.Decode(data);
-                return Replayed(txn.ClientId, txn.Sequence, index) ?? Remember(txn.ClientId, txn.Sequence, index, Execute(txn, index).Encode());
+                return Replayed(txn.ClientId, txn.Sequence, index) ?? Remember(txn.ClientId, txn.Sequence, index, Execute(txn, index));
+            }
+            if (!data.IsEmpty && data[0] == KvLeaseCommand.Format)
+            {
+                var lease = KvLeaseCommand.Decode(data);
+                return Replayed(lease.ClientId, lease.Sequence, index) ?? Remember(lease.ClientId, lease.Sequence, index, Execute(lease, entry.Term, index).Encode());
             }
             var command = KvCommand.Decode(data);
             return Replayed(command.ClientId, command.Sequence, index) ?? Remember(command.ClientId, command.Sequence, index, Execute(command, index).Encode());
@@ -167,18 +192,26 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         return answer;
     }
 
-    /// <summary>A transaction: every comparison against the state before it, then one branch's operations in order.</summary>
-    private KvTxnResult Execute(KvTxn txn, ulong index)
+    /// <summary>
+    /// A transaction: every comparison against the state before it, then one branch's operations in order; its encoded
+    /// result. A branch that would write with a lease that does not exist runs none of its operations (lease not found).
+    /// </summary>
+    private byte[] Execute(KvTxn txn, ulong index)
     {
         var succeeded = txn.Compare.All(Holds);
+        var branch = succeeded ? txn.Success : txn.Failure;
+        if (branch.Any(op => op.Kind == KvTxnOpKind.Put && op.Lease != 0 && !_leases.ContainsKey(op.Lease)))
+        {
+            return KvResult.Failed(KvError.LeaseNotFound, index).Encode();
+        }
         var results = new List<KvTxnOpResult>();
-        foreach (var op in succeeded ? txn.Success : txn.Failure)
+        foreach (var op in branch)
         {
             _items.TryGetValue(op.Key, out var current);
             switch (op.Kind)
             {
                 case KvTxnOpKind.Put:
-                    var created = Put(op.Key, op.Value ?? "", index, current);
+                    var created = Put(op.Key, op.Value ?? "", index, current, op.Lease);
                     results.Add(new KvTxnOpResult(op.Kind, op.Key, true, null, index, created));
                     break;
                 case KvTxnOpKind.Delete:
@@ -190,7 +223,38 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                     break;
             }
         }
-        return new KvTxnResult(succeeded, results, index);
+        return new KvTxnResult(succeeded, results, index).Encode();
+    }
+
+    /// <summary>
+    /// A lease's grant (its id is this index), or its revoke or expiry (its keys are deleted at this index). An expiry
+    /// counts only in the term of the leader that decided it (the entry's term).
+    /// </summary>
+    private KvLeaseResult Execute(KvLeaseCommand command, Term term, ulong index)
+    {
+        if (command.Operation == KvLeaseOperation.Expire && command.Term != term.Value)
+        {
+            return new KvLeaseResult(false, KvError.StaleExpiry, command.Id, 0, 0, index);
+        }
+        if (command.Operation == KvLeaseOperation.Grant)
+        {
+            if (_leases.Count >= _options.MaxLeases)
+            {
+                return new KvLeaseResult(false, KvError.TooManyLeases, 0, command.TtlSeconds, 0, index);
+            }
+            _leases = _leases.Add(index, KvLease.Granted(index, command.TtlSeconds));
+            return new KvLeaseResult(true, KvError.None, index, command.TtlSeconds, 0, index);
+        }
+        if (!_leases.TryGetValue(command.Id, out var lease))
+        {
+            return new KvLeaseResult(false, KvError.LeaseNotFound, command.Id, 0, 0, index);
+        }
+        foreach (var key in lease.Keys)
+        {
+            Remove(key, _items[key]);
+        }
+        _leases = _leases.Remove(command.Id);
+        return new KvLeaseResult(true, KvError.None, command.Id, lease.TtlSeconds, lease.Keys.Count, index);
     }
 
     private bool Holds(KvCompare compare)
@@ -225,10 +289,14 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     private KvResult Execute(KvCommand command, ulong index)
     {
         _items.TryGetValue(command.Key, out var current);
+        if (command.Lease != 0 && !_leases.ContainsKey(command.Lease))
+        {
+            return KvResult.Failed(KvError.LeaseNotFound, index);
+        }
         switch (command.Operation)
         {
             case KvOperation.Set:
-                Put(command.Key, command.Value ?? "", index, current);
+                Put(command.Key, command.Value ?? "", index, current, command.Lease);
                 return new KvResult(true, KvError.None, true, command.Value, index, index);
             case KvOperation.Delete:
                 Remove(command.Key, current);
@@ -241,21 +309,33 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 {
                     return KvResult.Failed(KvError.CasMismatch, index, current);
                 }
-                Put(command.Key, command.Value ?? "", index, current);
+                Put(command.Key, command.Value ?? "", index, current, command.Lease);
                 return new KvResult(true, KvError.None, true, command.Value, index, index);
             default:
                 return Read(command.Key, index);
         }
     }
 
-    /// <summary>Writes a key; returns its create revision (this index for a new key).</summary>
-    private ulong Put(string key, string value, ulong index, KvItem? current)
+    /// <summary>
+    /// Writes a key with a lease (0: none; a write without one takes the key off its lease, as etcd's put does); returns
+    /// its create revision (this index for a new key).
+    /// </summary>
+    private ulong Put(string key, string value, ulong index, KvItem? current, ulong lease)
     {
         var created = current?.CreateRevision ?? index;
-        _items = _items.SetItem(key, new KvItem(value, index, created));
+        _items = _items.SetItem(key, new KvItem(value, index, created, lease));
         if (current is null)
         {
             _keys = _keys.Add(key);
+        }
+        if (current?.Lease != lease)
+        {
+            Detach(key, current);
+            if (lease != 0)
+            {
+                var held = _leases[lease];
+                _leases = _leases.SetItem(lease, held with { Keys = held.Keys.Add(key) });
+            }
         }
         _changes.Add(new WatchEvent(index, _changes.Count, WatchEventType.Put, key, value, current?.Value));
         return created;
@@ -267,7 +347,17 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         {
             _items = _items.Remove(key);
             _keys = _keys.Remove(key);
+            Detach(key, current);
             _changes.Add(new WatchEvent(LastApplied.Value, _changes.Count, WatchEventType.Delete, key, null, current.Value));
+        }
+    }
+
+    /// <summary>Takes a key off the lease it was written with, if any.</summary>
+    private void Detach(string key, KvItem? current)
+    {
+        if (current is { Lease: not 0 } && _leases.TryGetValue(current.Lease, out var held))
+        {
+            _leases = _leases.SetItem(current.Lease, held with { Keys = held.Keys.Remove(key) });
         }
     }
 
@@ -396,7 +486,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         ArgumentNullException.ThrowIfNull(snapshot);
         using var reader = new BinaryReader(snapshot, Encoding.UTF8, leaveOpen: true);
         var format = reader.ReadUInt32();
-        if (format is not (SnapshotFormat or SnapshotFormatV1))
+        if (format is not (SnapshotFormat or SnapshotFormatV2 or SnapshotFormatV1))
         {
             throw new StorageException("not a KV snapshot");
         }
@@ -409,7 +499,8 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             var value = reader.ReadString();
             var version = reader.ReadUInt64();
             // A KVS1 snapshot did not keep create revisions: the last write stands for the creation (a lower bound is unknown).
-            items[key] = new KvItem(value, version, format == SnapshotFormat ? reader.ReadUInt64() : version);
+            var created = format == SnapshotFormatV1 ? version : reader.ReadUInt64();
+            items[key] = new KvItem(value, version, created, format == SnapshotFormat ? reader.ReadUInt64() : 0);
         }
         var sessions = ImmutableDictionary.CreateBuilder<string, Session>(StringComparer.Ordinal);
         var sessionCount = reader.ReadInt32();
@@ -418,13 +509,30 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             var client = reader.ReadString();
             var sequence = reader.ReadUInt64();
             var lastIndex = reader.ReadUInt64();
-            sessions[client] = new Session(sequence, format == SnapshotFormat ? reader.ReadBytes(reader.ReadInt32()) : ReadResult(reader).Encode(), lastIndex);
+            sessions[client] = new Session(sequence, format == SnapshotFormatV1 ? ReadResult(reader).Encode() : reader.ReadBytes(reader.ReadInt32()), lastIndex);
+        }
+        var leases = new Dictionary<ulong, KvLease>();
+        var leaseCount = format == SnapshotFormat ? reader.ReadInt32() : 0;
+        for (var i = 0; i < leaseCount; i++)
+        {
+            var id = reader.ReadUInt64();
+            leases[id] = KvLease.Granted(id, reader.ReadInt64());
+        }
+        // Each lease's keys are those of the items written with it (derived, not stored twice).
+        foreach (var group in items.Where(i => i.Value.Lease != 0).GroupBy(i => i.Value.Lease))
+        {
+            if (!leases.TryGetValue(group.Key, out var lease))
+            {
+                throw new StorageException($"the snapshot's key '{group.First().Key}' names lease {group.Key}, which it does not hold");
+            }
+            leases[group.Key] = lease with { Keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, group.Select(i => i.Key)) };
         }
         _items = items.ToImmutable();
         _keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, _items.Keys);
         _sessions = sessions.ToImmutable();
+        _leases = leases.ToImmutableDictionary();
         LastApplied = lastApplied;
-        Volatile.Write(ref _published, new Capture(_items, _sessions, LastApplied));
+        Volatile.Write(ref _published, new Capture(_items, _sessions, _leases, LastApplied));
         History.Reset(lastApplied.Value);
     }
 
@@ -441,10 +549,12 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     private sealed record Session(ulong Sequence, byte[] Answer, ulong LastIndex);
 
     /// <summary>Immutable references to the maps at one index; written out off the loop, in key order.</summary>
-    private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableDictionary<string, Session> sessions, LogIndex lastApplied)
-        : IStateMachineSnapshot
+    private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableDictionary<string, Session> sessions,
+        ImmutableDictionary<ulong, KvLease> leases, LogIndex lastApplied) : IStateMachineSnapshot
     {
         public LogIndex LastApplied => lastApplied;
+
+        public ImmutableDictionary<ulong, KvLease> Leases => leases;
 
         public void WriteTo(Stream destination)
         {
@@ -458,6 +568,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 writer.Write(item.Value);
                 writer.Write(item.Version);
                 writer.Write(item.CreateRevision);
+                writer.Write(item.Lease);
             }
             writer.Write(sessions.Count);
             foreach (var (client, session) in sessions.OrderBy(s => s.Key, StringComparer.Ordinal))
@@ -467,6 +578,12 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
                 writer.Write(session.LastIndex);
                 writer.Write(session.Answer.Length);
                 writer.Write(session.Answer);
+            }
+            writer.Write(leases.Count);
+            foreach (var (id, lease) in leases.OrderBy(l => l.Key))
+            {
+                writer.Write(id);
+                writer.Write(lease.TtlSeconds);
             }
         }
     }

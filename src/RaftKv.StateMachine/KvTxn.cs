@@ -36,16 +36,17 @@ public enum KvTxnOpKind : byte
 /// <summary>One comparison: <see cref="Target"/> of <see cref="Key"/> against <see cref="Value"/> (for Value) or <see cref="Number"/>.</summary>
 public sealed record KvCompare(string Key, KvCompareTarget Target, KvCompareOp Op, string? Value, ulong Number);
 
-/// <summary>One operation of a branch: read, write or delete a key.</summary>
-public sealed record KvTxnOp(KvTxnOpKind Kind, string Key, string? Value = null);
+/// <summary>One operation of a branch: read, write (with a lease, or 0 for none) or delete a key.</summary>
+public sealed record KvTxnOp(KvTxnOpKind Kind, string Key, string? Value = null, ulong Lease = 0);
 
 /// <summary>
 /// A transaction (as etcd's): if every comparison holds, the <see cref="Success"/> operations run, else the
 /// <see cref="Failure"/> ones, in order, as one log entry: atomic on every node. With a client id it is applied at most
 /// once, like any write of a session.
 /// <code>
-/// format:u8=3 seq:u64 clientId n:i32 (key target:u8 op:u8 value number:u64)*n  n:i32 (kind:u8 key value)*n  n:i32 (…)*n
+/// format:u8=3 seq:u64 clientId n:i32 (key target:u8 op:u8 value number:u64)*n  n:i32 (kind:u8 key value [lease:u64])*n  n:i32 (…)*n
 /// </code>
+/// An operation's kind has its high bit set when a lease follows its value.
 /// </summary>
 public sealed record KvTxn(IReadOnlyList<KvCompare> Compare, IReadOnlyList<KvTxnOp> Success, IReadOnlyList<KvTxnOp> Failure,
     string? ClientId = null, ulong Sequence = 0)
@@ -55,11 +56,13 @@ public sealed record KvTxn(IReadOnlyList<KvCompare> Compare, IReadOnlyList<KvTxn
     /// <summary>The most comparisons, and the most operations of each branch.</summary>
     public const int MaxOperations = 128;
 
+    private const byte WithLease = 0x80;
+
     public byte[] Encode()
     {
         var size = 1 + 8 + KvCodec.Size(ClientId) + 12
             + Compare.Sum(c => KvCodec.Size(c.Key) + 2 + KvCodec.Size(c.Value) + 8)
-            + Success.Concat(Failure).Sum(o => 1 + KvCodec.Size(o.Key) + KvCodec.Size(o.Value));
+            + Success.Concat(Failure).Sum(o => 1 + KvCodec.Size(o.Key) + KvCodec.Size(o.Value) + (o.Lease == 0 ? 0 : 8));
         var buffer = new byte[size];
         var span = buffer.AsSpan();
         span[0] = Format;
@@ -82,9 +85,14 @@ public sealed record KvTxn(IReadOnlyList<KvCompare> Compare, IReadOnlyList<KvTxn
             offset += 4;
             foreach (var op in branch)
             {
-                span[offset++] = (byte)op.Kind;
+                span[offset++] = (byte)((byte)op.Kind | (op.Lease == 0 ? 0 : WithLease));
                 offset += KvCodec.WriteString(span[offset..], op.Key);
                 offset += KvCodec.WriteString(span[offset..], op.Value);
+                if (op.Lease != 0)
+                {
+                    BinaryPrimitives.WriteUInt64LittleEndian(span[offset..], op.Lease);
+                    offset += 8;
+                }
             }
         }
         return buffer;
@@ -153,13 +161,25 @@ public sealed record KvTxn(IReadOnlyList<KvCompare> Compare, IReadOnlyList<KvTxn
         var ops = new List<KvTxnOp>(count);
         for (var i = 0; i < count; i++)
         {
-            if (offset >= data.Length || data[offset] is < 1 or > 3)
+            if (offset >= data.Length || (data[offset] & ~WithLease) is < 1 or > 3)
             {
                 throw new FormatException("an operation of an unknown kind");
             }
-            var kind = (KvTxnOpKind)data[offset++];
+            var hasLease = (data[offset] & WithLease) != 0;
+            var kind = (KvTxnOpKind)(data[offset++] & ~WithLease);
             var key = KvCodec.ReadString(data, ref offset) ?? throw new FormatException("an operation without a key");
-            ops.Add(new KvTxnOp(kind, key, KvCodec.ReadString(data, ref offset)));
+            var value = KvCodec.ReadString(data, ref offset);
+            var lease = 0UL;
+            if (hasLease)
+            {
+                if (offset + 8 > data.Length)
+                {
+                    throw new FormatException("truncated KV transaction");
+                }
+                lease = BinaryPrimitives.ReadUInt64LittleEndian(data[offset..]);
+                offset += 8;
+            }
+            ops.Add(new KvTxnOp(kind, key, value, lease));
         }
         return ops;
     }

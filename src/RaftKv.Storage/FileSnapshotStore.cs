@@ -262,10 +262,26 @@ public sealed class FileSnapshotStore : ISnapshotStore
             _crc.Append(footer[..8]);
             BinaryPrimitives.WriteUInt32LittleEndian(footer[8..], _crc.GetCurrentHashAsUInt32());
             TailMagic.CopyTo(footer[12..]);
-            _file.Write(_position, footer);
-            _file.Sync();
+            // A failed write or fsync is a storage failure (never retried): the node loop stops on StorageException.
+            try
+            {
+                _file.Write(_position, footer);
+                _file.Sync();
+            }
+            catch (IOException error)
+            {
+                throw new StorageException(
+                    $"{_temporary}: writing the end of snapshot {_metadata.Index.Value}/{_metadata.Term.Value} at offset {_position} and fsyncing it failed: {error.Message}", error);
+            }
             _file.Dispose();
-            _store.Publish(_metadata, _temporary);
+            try
+            {
+                _store.Publish(_metadata, _temporary);
+            }
+            catch (IOException error)
+            {
+                throw new StorageException($"{PathOf(_metadata)}: making snapshot {_metadata.Index.Value}/{_metadata.Term.Value} current failed: {error.Message}", error);
+            }
             _committed = true;
         }
 

@@ -218,13 +218,17 @@ public sealed record PeerRefusal(bool Fatal, string Reason)
     public StatusCode StatusCode => Fatal ? StatusCode.PermissionDenied : StatusCode.FailedPrecondition;
 }
 
-/// <summary>What a forwarded request asks of the leader: a write to propose, a read to run through ReadIndex, a membership change, a leadership transfer.</summary>
+/// <summary>
+/// What a forwarded request asks of the leader: a write to propose, a read to run through ReadIndex, a membership change, a
+/// leadership transfer, or the application's own request that only the leader answers (not a log entry).
+/// </summary>
 public enum ForwardKind
 {
     Write,
     LinearizableRead,
     ConfChange,
     TransferLeadership,
+    LeaderRequest,
 }
 
 /// <summary>A request a follower hands to the leader: the application's command bytes, which the transport never reads.</summary>

@@ -162,6 +162,7 @@ internal static class MessageMapper
         ForwardKind.LinearizableRead => Proto.ForwardKind.LinearizableRead,
         ForwardKind.ConfChange => Proto.ForwardKind.ConfChange,
         ForwardKind.TransferLeadership => Proto.ForwardKind.TransferLeadership,
+        ForwardKind.LeaderRequest => Proto.ForwardKind.LeaderRequest,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "no wire form"),
     };
 
@@ -172,6 +173,7 @@ internal static class MessageMapper
         Proto.ForwardKind.LinearizableRead => ForwardKind.LinearizableRead,
         Proto.ForwardKind.ConfChange => ForwardKind.ConfChange,
         Proto.ForwardKind.TransferLeadership => ForwardKind.TransferLeadership,
+        Proto.ForwardKind.LeaderRequest => ForwardKind.LeaderRequest,
         _ => null,
     };
 

@@ -29,6 +29,7 @@ public sealed class LayeringTests(ITestOutputHelper output)
         ["RaftKv.Cli"] = (["RaftKv.Client", "RaftKv.Storage"], false,
             "raft-cli talks through the client, reads snapshot files and lays out restored data directories (storage), and does not pull in ASP.NET Core"),
         ["RaftKv.Samples.Counter"] = (["RaftKv.Hosting"], true, "a sample application needs the runtime only"),
+        ["RaftKv.Samples.Coordination"] = (["RaftKv.Client"], false, "a lock and an election for a .NET service, on the client alone"),
     };
 
     private static readonly ProjectGraph Graph = ProjectGraph.Load(ProjectGraph.FindRepository());

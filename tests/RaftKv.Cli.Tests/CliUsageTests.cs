@@ -15,6 +15,12 @@ public sealed class CliUsageTests
     [InlineData(2, "--timeout: must be a positive number", "--timeout", "0", "get", "k")]
     [InlineData(2, "benchmark: --operations or --duration, not both", "benchmark", "--operations", "5", "--duration", "1")]
     [InlineData(2, "--read-ratio: between 0 and 1", "benchmark", "--read-ratio", "2")]
+    [InlineData(2, "'frobnicate'", "benchmark", "--target", "frobnicate")]
+    [InlineData(2, "--baseline: the do-nothing endpoint speaks RaftKv's HTTP/1.1, not etcd's gRPC", "benchmark", "--target", "etcd", "--baseline")]
+    [InlineData(2, "--connections: only with --target etcd", "benchmark", "--connections", "4")]
+    [InlineData(2, "--connections: between 1 and --clients", "benchmark", "--target", "etcd", "--clients", "2", "--connections", "3")]
+    [InlineData(2, "--fill: writes only; not with --read-ratio", "benchmark", "--fill", "--read-ratio", "0.5")]
+    [InlineData(2, "--fill: writes each key once; not with --operations or --duration", "benchmark", "--fill", "--duration", "3")]
     [InlineData(2, "Unrecognized command or argument 'frobnicate'", "frobnicate")]
     public async Task A_usage_error_is_one_line_and_exit_code_2(int exitCode, string message, params string[] arguments)
     {

@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.Extensions.Time.Testing;
 using RaftKv.RaftCore;
+using RaftKv.Storage;
 using RaftKv.Testing;
 
 namespace RaftKv.Node.Tests;
@@ -14,21 +15,44 @@ public sealed class RaftLoopTests
         public void Run(Action work) => work();
     }
 
-    private sealed class NoTransport : ITransport
+    /// <summary>Holds background work (a snapshot being written) until the test runs it.</summary>
+    private sealed class HeldScheduler : IWorkScheduler
+    {
+        public List<Action> Held { get; } = [];
+
+        public void Run(Action work) => Held.Add(work);
+
+        public void RunHeld()
+        {
+            var held = Held.ToList();
+            Held.Clear();
+            held.ForEach(work => work());
+        }
+    }
+
+    private sealed class NoTransport(MemoryLogStore? store = null) : ITransport
     {
         public List<Message> Sent { get; } = [];
 
-        public void Send(Message message) => Sent.Add(message);
+        /// <summary>For each message sent, how many fsyncs the store had done by then.</summary>
+        public List<int> SyncsBeforeSend { get; } = [];
+
+        public void Send(Message message)
+        {
+            Sent.Add(message);
+            SyncsBeforeSend.Add(store?.SyncCount ?? 0);
+        }
     }
 
     private sealed class Harness
     {
-        public Harness(int voters = 1, NodeLoopOptions? options = null)
+        public Harness(int voters = 1, NodeLoopOptions? options = null, IWorkScheduler? background = null, IBuggify? buggify = null)
         {
+            Transport = new NoTransport(Store);
             var config = ClusterConfig.Create(Enumerable.Range(1, voters).Select(i => new NodeId((ulong)i)));
             var state = StartupState.Load(Store, Snapshots, config);
             Raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, state);
-            Loop = new RaftLoop(Raft, Store, Snapshots, Transport, StateMachine, options ?? new NodeLoopOptions(), new InlineScheduler());
+            Loop = new RaftLoop(Raft, Store, Snapshots, Transport, StateMachine, options ?? new NodeLoopOptions(), background ?? new InlineScheduler(), buggify: buggify);
         }
 
         public MemoryLogStore Store { get; } = new();
@@ -37,7 +61,7 @@ public sealed class RaftLoopTests
 
         public SimStateMachine StateMachine { get; } = new();
 
-        public NoTransport Transport { get; } = new();
+        public NoTransport Transport { get; }
 
         public RaftNode Raft { get; }
 
@@ -211,6 +235,31 @@ public sealed class RaftLoopTests
     }
 
     [Fact]
+    public void A_compaction_that_fails_in_a_batch_leaves_no_entry_of_that_batch_outside_the_store()
+    {
+        // Seed 1139668 of the million-seed soak: a snapshot's file was written while a proposal waited; both came in one
+        // batch; the compaction behind the snapshot failed (the state file's fsync) before the batch's Ready was handled,
+        // and the node stopped with an entry in its core that never reached its store.
+        var background = new HeldScheduler();
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 5, SnapshotKeepEntries = 0 }, background: background);
+        node.ElectSelf();
+        for (var i = 0; i < 5; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=v")));
+        }
+        background.Held.Should().ContainSingle("a snapshot is being written");
+        node.Store.FailNextCompact = true;
+
+        var proposal = node.Loop.ProposeAsync(Bytes("k=in-the-same-batch"));
+        background.RunHeld(); // the snapshot's file is written: its completion waits behind the proposal
+        node.Loop.ProcessPending().Should().BeTrue();
+
+        node.Loop.StorageFailure.Should().Contain("EIO");
+        node.Store.Load().Entries[^1].Index.Should().Be(node.Raft.LastIndex, "the store holds every entry the core appended");
+        Done(proposal).Status.Should().Be(ProposalStatus.Applied, "its entry was persisted and applied before the compaction failed");
+    }
+
+    [Fact]
     public void A_restarted_node_starts_its_state_machine_from_the_newest_snapshot()
     {
         var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 10, SnapshotKeepEntries = 0 });
@@ -332,5 +381,197 @@ public sealed class RaftLoopTests
         node.Raft.Leader.Should().Be(N2);
         node.Store.Load().BaseIndex.Should().Be(current.Index);
         node.StateMachine.LastApplied.Should().Be(current.Index);
+    }
+
+    [Fact]
+    public void A_failed_fsync_while_committing_a_received_snapshot_stops_the_node_as_a_storage_failure()
+    {
+        // The snapshot store's fsync failed with an IOException, which left the loop as an exception of the step instead of
+        // stopping the node the way every other storage failure does (found once the simulator staged received snapshots
+        // as the real transport does).
+        var disk = new SimFileSystem();
+        var snapshots = new FileSnapshotStore(disk);
+        var store = new MemoryLogStore();
+        var config = ClusterConfig.Create([N1, N2, N3]);
+        var raft = new RaftNode(new RaftOptions { Id = N1, RandomSeed = 1 }, StartupState.Load(store, snapshots, config));
+        var loop = new RaftLoop(raft, store, snapshots, new NoTransport(), new SimStateMachine(), new NodeLoopOptions(), new InlineScheduler());
+        var metadata = new SnapshotMetadata(new LogIndex(10), new Term(4), config);
+        var staged = snapshots.Create(metadata);
+        var state = new SimStateMachine();
+        state.Apply(new LogEntry(metadata.Index, metadata.Term, EntryKind.Normal, Bytes("k=v")));
+        state.CaptureSnapshot().WriteTo(staged.Stream);
+        disk.FailNextSync = true;
+
+        loop.DeliverSnapshot(new InstallSnapshot(N2, N1, new Term(5), metadata), staged);
+        var step = () =>
+        {
+            while (loop.ProcessPending())
+            {
+            }
+        };
+
+        step.Should().NotThrow();
+        loop.StorageFailure.Should().Contain("EIO").And.Contain(".tmp");
+        snapshots.Latest.Should().BeNull("a snapshot whose fsync failed never becomes current");
+        raft.Role.Should().Be(Role.Follower);
+    }
+
+    // ---------------------------------------------------------------- buggify: rare paths on purpose, inside the contract
+
+    /// <summary>Fires at the points it is given, once <see cref="Active"/>, at most <see cref="Remaining"/> times.</summary>
+    private sealed class ScriptedBuggify(params BuggifyPoint[] points) : IBuggify
+    {
+        public bool Active { get; set; }
+
+        public int Remaining { get; set; } = int.MaxValue;
+
+        public bool Fires(BuggifyPoint point)
+        {
+            if (!Active || Remaining == 0 || !points.Contains(point))
+            {
+                return false;
+            }
+            Remaining--;
+            return true;
+        }
+    }
+
+    /// <summary>An append from the leader n2 of term 2: one entry at <paramref name="index"/> after the one before it.</summary>
+    private static void AppendFromLeader(Harness node, ulong index, ulong commit = 1)
+    {
+        var previousTerm = index == 2 ? 1UL : 2UL;
+        var entry = new LogEntry(new LogIndex(index), new Term(2), EntryKind.Normal, Bytes($"k{index}=v"));
+        node.Loop.Deliver(new AppendEntries(N2, N1, new Term(2), new LogIndex(index - 1), new Term(previousTerm), [entry], new LogIndex(commit)));
+    }
+
+    private static List<AppendEntriesResponse> Acknowledgements(Harness node) => [.. node.Transport.Sent.OfType<AppendEntriesResponse>()];
+
+    [Fact]
+    public void Without_a_buggify_every_turn_takes_its_Ready_and_acknowledges_in_the_same_turn_after_the_fsync()
+    {
+        var node = new Harness(voters: 3);
+
+        AppendFromLeader(node, 2);
+        node.Loop.ProcessPending();
+
+        node.Loop.HoldsReadyBack.Should().BeFalse();
+        var ack = Acknowledgements(node).Should().ContainSingle().Subject;
+        ack.MatchIndex.Should().Be(new LogIndex(2));
+        node.Transport.SyncsBeforeSend[node.Transport.Sent.IndexOf(ack)].Should().Be(node.Store.SyncCount);
+        node.Store.Load().LastIndex.Should().Be(new LogIndex(2));
+    }
+
+    [Fact]
+    public void A_turn_held_back_persists_and_sends_nothing_and_leaves_merged_with_the_next_turn_in_one_fsync()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.MergeWithNextTurn);
+        var node = new Harness(buggify: buggify);
+        node.ElectSelf();
+        buggify.Active = true;
+        var syncsBefore = node.Store.SyncCount;
+        var lastBefore = node.Store.Load().LastIndex;
+
+        var first = node.Loop.ProposeAsync(Bytes("a=1"));
+        node.Loop.ProcessPending();
+
+        node.Loop.HoldsReadyBack.Should().BeTrue();
+        first.IsCompleted.Should().BeFalse();
+        node.Store.SyncCount.Should().Be(syncsBefore, "nothing of the held turn is persisted");
+        node.Store.Load().LastIndex.Should().Be(lastBefore);
+
+        var second = node.Loop.ProposeAsync(Bytes("b=2"));
+        node.Loop.ProcessPending();
+
+        node.Loop.HoldsReadyBack.Should().BeFalse("a turn is never held back twice in a row");
+        Done(first).Status.Should().Be(ProposalStatus.Applied);
+        Done(second).Status.Should().Be(ProposalStatus.Applied);
+        Done(second).Index.Should().Be(Done(first).Index.Next());
+        (node.Store.SyncCount - syncsBefore).Should().Be(1, "the two turns' entries share one append and one fsync");
+    }
+
+    [Fact]
+    public void A_split_turn_persists_each_part_in_a_Ready_of_its_own()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.SplitBatch);
+        var node = new Harness(buggify: buggify);
+        node.ElectSelf();
+        buggify.Active = true;
+        var syncsBefore = node.Store.SyncCount;
+
+        var tasks = Enumerable.Range(0, 3).Select(i => node.Loop.ProposeAsync(Bytes($"k{i}=v"))).ToList();
+        node.Loop.ProcessPending();
+
+        tasks.Select(Done).Should().OnlyContain(o => o.Status == ProposalStatus.Applied);
+        (node.Store.SyncCount - syncsBefore).Should().Be(3, "split after the first and the second input: three Readys, three fsyncs");
+    }
+
+    [Fact]
+    public void A_late_acknowledgement_leaves_in_the_next_turn_after_that_turns_fsync_and_before_its_own()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.AcknowledgeLate) { Active = true, Remaining = 1 };
+        var node = new Harness(voters: 3, buggify: buggify);
+
+        AppendFromLeader(node, 2);
+        node.Loop.ProcessPending();
+
+        Acknowledgements(node).Should().BeEmpty("the acknowledgement of entry 2 is held");
+        node.Store.Load().LastIndex.Should().Be(new LogIndex(2), "entry 2 is persisted all the same");
+
+        AppendFromLeader(node, 3);
+        node.Loop.ProcessPending();
+
+        Acknowledgements(node).Select(a => a.MatchIndex.Value).Should().Equal(2UL, 3UL);
+        var first = node.Transport.Sent.IndexOf(Acknowledgements(node)[0]);
+        node.Transport.SyncsBeforeSend[first].Should().Be(node.Store.SyncCount, "it left after the next turn's fsync, as if both shared it");
+    }
+
+    [Fact]
+    public void A_late_acknowledgement_of_a_term_the_node_has_left_is_dropped()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.AcknowledgeLate) { Active = true, Remaining = 1 };
+        var node = new Harness(voters: 3, buggify: buggify);
+
+        AppendFromLeader(node, 2);
+        node.Loop.ProcessPending();
+        node.Loop.Deliver(new Heartbeat(N3, N1, new Term(3), new LogIndex(1), 0));
+        node.Loop.ProcessPending();
+
+        node.Raft.Term.Should().Be(new Term(3));
+        Acknowledgements(node).Should().NotContain(a => a.Term == new Term(2));
+    }
+
+    [Fact]
+    public void A_turn_that_received_a_snapshot_is_never_held_back()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.MergeWithNextTurn) { Active = true };
+        var node = new Harness(voters: 3, buggify: buggify);
+
+        var snapshot = Receive(node, N2, messageTerm: 5, index: 10, snapshotTerm: 4);
+
+        node.Snapshots.Latest.Should().Be(snapshot, "its staged file lives for one turn: the core's Ready installs it in that turn");
+        node.StateMachine.LastApplied.Should().Be(snapshot.Index);
+    }
+
+    [Fact]
+    public void A_snapshot_at_an_awkward_moment_is_taken_the_turn_a_configuration_entry_is_appended()
+    {
+        var buggify = new ScriptedBuggify(BuggifyPoint.SnapshotAtAwkwardMoment);
+        var node = new Harness(buggify: buggify);
+        node.ElectSelf();
+        for (var i = 0; i < 5; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=v")));
+        }
+        buggify.Active = true;
+        node.Run(node.Loop.ProposeAsync(Bytes("k=v")));
+        node.Snapshots.Latest.Should().BeNull("an ordinary write is no awkward moment, and the threshold is far");
+
+        var change = node.Run(node.Loop.ChangeMembershipAsync(new ConfChange(ConfChangeKind.AddLearner, N2, "sim://n2")));
+
+        change.Status.Should().Be(ProposalStatus.Applied);
+        var snapshot = node.Snapshots.Latest;
+        snapshot.Should().NotBeNull();
+        snapshot!.Config.Learners.Should().Contain(N2, "it was taken once the change applied, in the same turn");
+        node.Raft.Status().FirstIndex.Should().Be(snapshot.Index.Next(), "an early snapshot compacts everything it covers");
     }
 }

@@ -66,6 +66,12 @@ void Work()
         {
             failure = e.Message.Split('\n')[0];
         }
+        catch (Exception e)
+        {
+            // Any other exception out of a run is a bug too: report it with its seed and go on with the next seeds (on a
+            // worker thread it would end the whole process, and with it the rest of a soak's range).
+            failure = $"unexpected {e.GetType().Name}: {e.Message.Split('\n')[0]}";
+        }
         lock (gate)
         {
             run++;

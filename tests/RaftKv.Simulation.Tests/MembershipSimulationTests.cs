@@ -48,7 +48,9 @@ public sealed class MembershipSimulationTests(ITestOutputHelper output)
     public void Seeded_runs_apply_every_kind_of_membership_change()
     {
         // The first seeds of CI's range, as CI runs them: if the mix silently stopped changing membership, this fails.
-        var summary = SeedBatches.Run(Enumerable.Range(SeedBatches.FirstSeed, 100));
+        // 200 of them: the rarest moves apply about 2.5 (Promote) and 4 (RemoveLearner) times in 100 seeds, so 100 seeds
+        // missed one by chance once the draws moved (the buggify points of issue 16 left none in seeds 0-99).
+        var summary = SeedBatches.Run(Enumerable.Range(SeedBatches.FirstSeed, 200));
 
         output.WriteLine(summary.ToString());
         summary.Faults.GetValueOrDefault(FaultKinds.Membership).Should().BeGreaterThan(0);

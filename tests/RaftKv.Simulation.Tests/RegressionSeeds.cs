@@ -32,6 +32,28 @@ public sealed class RegressionSeeds
     [InlineData(1013695)]
     [InlineData(1018431)]
     [InlineData(1018749)]
+    // The million-seed soak (issue 16). A checker that was wrong: a vote granted in term T, whose answer arrived after a
+    // later term had committed an entry, made its candidate leader of term T without that entry; Raft allows it (leader
+    // completeness covers higher terms only) and such a leader commits nothing. The checker now asks a leader of term T for
+    // what was committed before T (seeds 1058152, 1070560, 1187259, 1203341, 1224629, 1355969, 1445407 and 1450594; 1450594
+    // acknowledges no write, so it is not kept here: SafetyCheckerTests.A_leader_of_an_older_term_elected_late… has its shape;
+    // nor is 1187259, which acknowledges none since the loop's buggify points changed what its seed draws).
+    [InlineData(1058152)]
+    [InlineData(1070560)]
+    [InlineData(1203341)]
+    [InlineData(1224629)]
+    [InlineData(1355969)]
+    [InlineData(1445407)]
+    // The node loop compacted behind a written snapshot while the core held entries of the same batch not yet handed to
+    // the store; the compaction failed (the state file's fsync) and the node stopped with those entries in its core only.
+    // Compaction now waits for the batch's Readies (seeds 1139668, 1349248, 1447191, 1458091).
+    [InlineData(1139668)]
+    [InlineData(1349248)]
+    [InlineData(1447191)]
+    [InlineData(1458091)]
+    // The simulator committed a received snapshot on arrival, which the real transport never does: a snapshot the core
+    // refused pruned the one its core serves, and a follower that needed it never caught up (seed 1265375, liveness).
+    [InlineData(1265375)]
     public void Seed_that_once_found_a_bug_passes(int seed)
     {
         var result = new Simulator(SimulationOptions.ForSeed(seed)).Run();

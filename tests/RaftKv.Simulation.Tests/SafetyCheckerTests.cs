@@ -100,6 +100,42 @@ public sealed class SafetyCheckerTests
         check.Should().Throw<SafetyViolationException>().WithMessage("leader completeness*");
     }
 
+    /// <summary>A node in <paramref name="fromTerm"/> that campaigns and wins with <paramref name="voter"/>'s vote: the leader of the next term.</summary>
+    private static RaftNode LeaderAfter(NodeId id, ulong fromTerm, NodeId voter)
+    {
+        var node = new RaftNode(new RaftOptions { Id = id, RandomSeed = 1, PreVote = false },
+            PersistentState.Bootstrap(Config) with { HardState = new HardState(new Term(fromTerm), NodeId.None, new LogIndex(1)) });
+        node.Campaign();
+        node.Step(new RequestVoteResponse(voter, id, new Term(fromTerm + 1), Granted: true, PreVote: false));
+        node.Role.Should().Be(Role.Leader);
+        return node;
+    }
+
+    [Fact]
+    public void A_leader_of_an_older_term_elected_late_may_lack_what_a_later_term_committed()
+    {
+        // Seeds 1058152, 1070560, 1187259 and 1203341 of the million-seed soak: n3 asked for votes in term 2 and n1 granted
+        // one, whose answer was delayed; meanwhile n1 led term 3 and committed i2/t3 with n2; then the late vote made n3
+        // leader of term 2. Raft's leader completeness covers the leaders of higher-numbered terms only (Figure 3), and n3
+        // can commit nothing: a quorum is in term 3. A leader of term 4 without i2 breaks it.
+        var checker = CheckerWith(N1, N2, N3);
+        var committed = new RaftNode(new RaftOptions { Id = N2, RandomSeed = 1 },
+            new PersistentState(new HardState(new Term(3), N1, new LogIndex(2)), null, LogIndex.Zero, Term.Zero,
+                [.. PersistentState.Bootstrap(Config).Entries, Entry(2, 3, "noop")]));
+        checker.Appended(N2, [Entry(2, 3, "noop")]);
+        checker.AfterStep(N2, committed);
+        var late = LeaderAfter(N3, fromTerm: 1, voter: N1);
+        checker.Appended(N3, [late.Entries(new LogIndex(2), new LogIndex(2))[0]]);
+
+        var inTerm2 = () => checker.AfterStep(N3, late);
+
+        inTerm2.Should().NotThrow();
+        var inTerm4 = LeaderAfter(N1, fromTerm: 3, voter: N3);
+        checker.Appended(N1, [inTerm4.Entries(new LogIndex(2), new LogIndex(2))[0]]);
+        var check = () => checker.AfterStep(N1, inTerm4);
+        check.Should().Throw<SafetyViolationException>().WithMessage("leader completeness: n1 leads term 4 without the entry at i2 committed in term 3");
+    }
+
     [Fact]
     public void A_node_that_joins_with_an_empty_store_is_no_violation()
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using RaftKv.Node;
 using RaftKv.Testing.Simulation;
 
 namespace RaftKv.Simulation.Tests;
@@ -74,6 +75,9 @@ public sealed class BatchSummary
     /// <summary>Membership changes that applied, by kind.</summary>
     public Dictionary<MembershipMove, int> MembershipChanges { get; } = [];
 
+    /// <summary>How often each of the loop's buggify points fired.</summary>
+    public Dictionary<BuggifyPoint, int> BuggifyFired { get; } = [];
+
     public void Add(SimulationResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -93,10 +97,15 @@ public sealed class BatchSummary
         {
             MembershipChanges[move] = MembershipChanges.GetValueOrDefault(move) + count;
         }
+        foreach (var (point, count) in result.BuggifyFired)
+        {
+            BuggifyFired[point] = BuggifyFired.GetValueOrDefault(point) + count;
+        }
     }
 
     public override string ToString() =>
         $"{Seeds} seeds: {AcknowledgedWrites} acknowledged writes, {Reads} linearizable reads, {Elections} leaders elected, " +
         $"{SeedsWithSnapshots} seeds took snapshots; faults: " + string.Join(", ", Faults.OrderBy(f => f.Key).Select(f => $"{f.Key} {f.Value}")) +
-        "; membership changes applied: " + string.Join(", ", MembershipChanges.OrderBy(m => m.Key).Select(m => $"{m.Key} {m.Value}"));
+        "; membership changes applied: " + string.Join(", ", MembershipChanges.OrderBy(m => m.Key).Select(m => $"{m.Key} {m.Value}")) +
+        "; buggify points fired: " + string.Join(", ", BuggifyFired.OrderBy(b => b.Key).Select(b => $"{b.Key} {b.Value}"));
 }

@@ -1,3 +1,4 @@
+using RaftKv.Node;
 using RaftKv.Testing.Simulation;
 using Xunit.Abstractions;
 
@@ -39,6 +40,10 @@ internal static class SeededRuns
         foreach (var kind in new[] { FaultKinds.Partition, FaultKinds.Crash, FaultKinds.CrashDuringSync, FaultKinds.FsyncFailure, FaultKinds.LeaderCrash, FaultKinds.LeaderChurn, FaultKinds.BitFlip, FaultKinds.LeaderSwap, FaultKinds.Membership })
         {
             summary.Faults.GetValueOrDefault(kind).Should().BeGreaterThan(0, $"every batch injects {kind}");
+        }
+        foreach (var point in Enum.GetValues<BuggifyPoint>())
+        {
+            summary.BuggifyFired.GetValueOrDefault(point).Should().BeGreaterThan(0, $"every batch reaches the buggify point {point}");
         }
     }
 }

@@ -75,6 +75,23 @@ public sealed class FileSnapshotStoreTests
     }
 
     [Fact]
+    public void A_failed_fsync_at_commit_is_a_storage_failure_naming_the_file_and_the_snapshot_stays_invisible()
+    {
+        var disk = new SimFileSystem();
+        var store = new FileSnapshotStore(disk);
+        var writer = store.Create(Meta(10));
+        writer.Stream.Write(Data(500, 1));
+        disk.FailNextSync = true;
+
+        var commit = () => writer.Commit();
+
+        commit.Should().Throw<StorageException>().WithMessage("snapshots/*10*.tmp: writing the end of snapshot 10/2 at offset * and fsyncing it failed: *EIO*");
+        writer.Dispose();
+        store.Latest.Should().BeNull();
+        disk.List("snapshots").Should().BeEmpty();
+    }
+
+    [Fact]
     public void A_snapshot_that_was_never_committed_does_not_exist_after_a_restart()
     {
         var disk = new SimFileSystem();

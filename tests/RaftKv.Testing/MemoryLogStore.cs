@@ -19,6 +19,12 @@ public sealed class MemoryLogStore : ILogStore
     /// <summary>The next <see cref="Sync"/> fails with <see cref="StorageException"/>, as an EIO from fsync would.</summary>
     public bool FailNextSync { get; set; }
 
+    /// <summary>
+    /// The next <see cref="Compact"/> fails with <see cref="StorageException"/>, as WalLogStore's does when the fsync of its
+    /// state file (the new base) fails.
+    /// </summary>
+    public bool FailNextCompact { get; set; }
+
     /// <summary>Called with every batch of entries as it is appended (checkers hook in here).</summary>
     public Action<IReadOnlyList<LogEntry>>? OnAppend { get; set; }
 
@@ -85,7 +91,13 @@ public sealed class MemoryLogStore : ILogStore
         });
     }
 
-    public void Compact(LogIndex index, Term term) =>
+    public void Compact(LogIndex index, Term term)
+    {
+        if (FailNextCompact)
+        {
+            FailNextCompact = false;
+            throw new StorageException("state: replacing the log state file failed: simulated fsync failure (EIO)");
+        }
         Record(s =>
         {
             if (index <= s.BaseIndex)
@@ -97,6 +109,7 @@ public sealed class MemoryLogStore : ILogStore
             s.BaseIndex = index;
             s.BaseTerm = term;
         });
+    }
 
     /// <summary>
     /// The machine lost power: what was synced survives, plus the first <paramref name="keepUnsynced"/> unsynced writes
@@ -113,6 +126,7 @@ public sealed class MemoryLogStore : ILogStore
         _current = _durable.Clone();
         CrashOnNextSync = false;
         FailNextSync = false;
+        FailNextCompact = false;
     }
 
     public int UnsyncedWrites => _unsynced.Count;

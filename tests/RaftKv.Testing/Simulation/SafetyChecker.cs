@@ -11,7 +11,9 @@ namespace RaftKv.Testing.Simulation;
 /// <item>election safety: at most one leader per term;</item>
 /// <item>log matching: two logs with an entry of the same index and term hold the same entries up to it (checked with a
 /// hash chain over each log: same (index, term) must mean the same chain value);</item>
-/// <item>leader completeness: a new leader holds every entry committed so far;</item>
+/// <item>leader completeness: a leader of term T holds every entry committed in a term before T (Figure 3: "the leaders
+/// for all higher-numbered terms"; a leader of an older term, elected late by a vote that was delayed, may lack entries a
+/// later term committed, and can commit nothing: a quorum has moved past its term);</item>
 /// <item>state machine safety: no two nodes apply different entries at one index;</item>
 /// <item>a leader commits only what a quorum of the configuration in force holds: the newest configuration entry in its log,
 /// committed or not (dissertation §4.1), both halves of a joint one. The checker reads configurations from the entries it
@@ -37,7 +39,11 @@ public sealed class SafetyChecker
     private readonly Dictionary<NodeId, NodeLog> _logs = [];
     private readonly Dictionary<NodeId, Watermarks> _watermarks = [];
     private readonly Dictionary<NodeId, Promise> _promises = [];
-    private (LogIndex Index, ulong Chain) _maxCommitted;
+    // By term: the highest index first seen committed by a node in that term, and its chain value. The term a node is in
+    // when it first shows an index committed is at or after the term of the leader that committed it (a follower learns a
+    // commit only from the leader of its own term, a restart or a snapshot only later), so "committed before term T" read
+    // from here never claims too much.
+    private readonly Dictionary<ulong, (LogIndex Index, ulong Chain)> _maxCommittedInTerm = [];
 
     public int LeadersElected => _leaderOfTerm.Count;
 
@@ -144,22 +150,7 @@ public sealed class SafetyChecker
     {
         ArgumentNullException.ThrowIfNull(raft);
         var marks = _watermarks[node];
-        if (raft.Term < marks.Term)
-        {
-            throw new SafetyViolationException($"{node}: term went back from {marks.Term} to {raft.Term}");
-        }
-        if (raft.CommitIndex < marks.Commit)
-        {
-            throw new SafetyViolationException($"{node}: commit went back from {marks.Commit} to {raft.CommitIndex}");
-        }
-        if (raft.AppliedIndex < marks.Applied)
-        {
-            throw new SafetyViolationException($"{node}: applied went back from {marks.Applied} to {raft.AppliedIndex}");
-        }
-        if (raft.AppliedIndex > raft.CommitIndex)
-        {
-            throw new SafetyViolationException($"{node}: applied {raft.AppliedIndex} passed commit {raft.CommitIndex}");
-        }
+        CheckWatermarks(node, raft, marks);
 
         var log = _logs[node];
         if (raft.LastIndex != log.LastIndex)
@@ -189,9 +180,9 @@ public sealed class SafetyChecker
             else
             {
                 _committedChain[index.Value] = chain;
-                if (index > _maxCommitted.Index)
+                if (!_maxCommittedInTerm.TryGetValue(raft.Term.Value, out var highest) || index > highest.Index)
                 {
-                    _maxCommitted = (index, chain);
+                    _maxCommittedInTerm[raft.Term.Value] = (index, chain);
                 }
             }
         }
@@ -222,17 +213,17 @@ public sealed class SafetyChecker
             if (!_leaderOfTerm.ContainsKey(term) || marks.Role != Role.Leader)
             {
                 _leaderOfTerm[term] = node;
-                // Leader completeness: every entry committed before this leader took over is in its log.
-                var (committedIndex, committedChain) = _maxCommitted;
+                // Leader completeness: every entry committed in an earlier term is in its log.
+                var (committedIndex, committedChain, committedTerm) = HighestCommittedBefore(term);
                 if (committedIndex > raft.LastIndex)
                 {
                     throw new SafetyViolationException(
-                        $"leader completeness: {node} leads term {term} with a log ending at {raft.LastIndex}, but {committedIndex} was committed");
+                        $"leader completeness: {node} leads term {term} with a log ending at {raft.LastIndex}, but {committedIndex} was committed in term {committedTerm}");
                 }
-                if (committedIndex >= log.BaseIndex && log.ChainAt(committedIndex) != committedChain)
+                if (committedIndex > LogIndex.Zero && committedIndex >= log.BaseIndex && log.ChainAt(committedIndex) != committedChain)
                 {
                     throw new SafetyViolationException(
-                        $"leader completeness: {node} leads term {term} without the committed entry at {committedIndex}");
+                        $"leader completeness: {node} leads term {term} without the entry at {committedIndex} committed in term {committedTerm}");
                 }
             }
         }
@@ -242,6 +233,55 @@ public sealed class SafetyChecker
         marks.Applied = raft.AppliedIndex;
         marks.Role = raft.Role;
         marks.Config = log.ConfigInForce;
+    }
+
+    /// <summary>The highest index committed in a term before <paramref name="term"/> (zero if none), its chain and that term.</summary>
+    private (LogIndex Index, ulong Chain, ulong Term) HighestCommittedBefore(ulong term)
+    {
+        (LogIndex Index, ulong Chain, ulong Term) highest = (LogIndex.Zero, 0, 0);
+        foreach (var (committedTerm, (index, chain)) in _maxCommittedInTerm)
+        {
+            if (committedTerm < term && index > highest.Index)
+            {
+                highest = (index, chain, committedTerm);
+            }
+        }
+        return highest;
+    }
+
+    /// <summary>
+    /// After a step whose Ready the loop held back (Buggify's MergeWithNextTurn): until its next turn the core is ahead of
+    /// its store (entries appended, a commit learned, a term or vote taken, none of it persisted or sent), so only what
+    /// needs no store is checked now: term, commit and applied never go back, and applied never passes commit. The
+    /// watermarks stay where the last full step left them, so that the next full step checks everything the two turns
+    /// did together.
+    /// </summary>
+    public void AfterHeldStep(NodeId node, RaftNode raft)
+    {
+        ArgumentNullException.ThrowIfNull(raft);
+        var marks = _watermarks[node];
+        CheckWatermarks(node, raft, marks);
+    }
+
+    /// <summary>Term, commit and applied never go back within a node's life, and applied never passes commit.</summary>
+    private static void CheckWatermarks(NodeId node, RaftNode raft, Watermarks marks)
+    {
+        if (raft.Term < marks.Term)
+        {
+            throw new SafetyViolationException($"{node}: term went back from {marks.Term} to {raft.Term}");
+        }
+        if (raft.CommitIndex < marks.Commit)
+        {
+            throw new SafetyViolationException($"{node}: commit went back from {marks.Commit} to {raft.CommitIndex}");
+        }
+        if (raft.AppliedIndex < marks.Applied)
+        {
+            throw new SafetyViolationException($"{node}: applied went back from {marks.Applied} to {raft.AppliedIndex}");
+        }
+        if (raft.AppliedIndex > raft.CommitIndex)
+        {
+            throw new SafetyViolationException($"{node}: applied {raft.AppliedIndex} passed commit {raft.CommitIndex}");
+        }
     }
 
     /// <summary>The data applied at <paramref name="index"/>, if any node applied it.</summary>

@@ -57,10 +57,13 @@ public enum FaultKinds
     Membership = 1 << 11,
 
     /// <summary>
-    /// Buggify: rare paths made common during the fault phase, at a rate the seed draws. The node loop's points
-    /// (<see cref="RaftKv.Node.IBuggify"/>): a snapshot taken early that compacts everything it covers. The transport's: one
-    /// acknowledgement of an append in four leaves 10 to 80 ms late, as from a slow disk, so that a leader's idea of what a
-    /// follower holds lags what it holds.
+    /// Buggify: rare paths made common during the fault phase, at a rate the seed draws (one time in 5 to 99). The node
+    /// loop's points (<see cref="RaftKv.Node.BuggifyPoint"/>): a snapshot taken early that
+    /// compacts everything it covers, at any turn or (one time in 3) at an awkward moment (a configuration entry appended
+    /// or applied, a snapshot sent, an election won); a turn's inputs split over several Readys; a turn's Ready held back
+    /// to leave merged with the next turn's; votes and acknowledgements held to the next turn, after its fsync. The
+    /// network's: one acknowledgement of an append in four leaves 10 to 80 ms late, as from a slow disk, so that a
+    /// leader's idea of what a follower holds lags what it holds.
     /// </summary>
     Buggify = 1 << 12,
 
