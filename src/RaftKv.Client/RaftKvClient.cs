@@ -198,8 +198,8 @@ public sealed partial class RaftKvClient : IDisposable
     /// Every change of <paramref name="key"/> (or, with <paramref name="isPrefix"/>, of the keys that start with it), from
     /// <paramref name="fromRevision"/> (null: from the moment the first node answers), in order. A broken stream is
     /// resumed on the next endpoint after the last change received (Last-Event-ID), so nothing is missed or repeated; it
-    /// gives up after MaxAttempts failed connections in a row (ClusterUnavailableException). A position the nodes no
-    /// longer keep throws <see cref="WatchCompactedException"/>. It ends only when <paramref name="cancellationToken"/> is cancelled.
+    /// gives up after MaxAttempts failed connections in a row (ClusterUnavailableException). A position no node keeps any
+    /// longer (every endpoint in turn answered 410 or ended its stream with a "compacted" event) throws <see cref="WatchCompactedException"/>. It ends only when <paramref name="cancellationToken"/> is cancelled.
     /// </summary>
     public async IAsyncEnumerable<WatchChange> WatchAsync(string key, bool isPrefix = false, ulong? fromRevision = null, bool previousValues = false,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -209,6 +209,7 @@ public sealed partial class RaftKvClient : IDisposable
             + (fromRevision is { } from ? "&fromRevision=" + from.ToString(System.Globalization.CultureInfo.InvariantCulture) : "");
         string? lastId = null;
         var failures = 0;
+        var goneAnswers = 0; // nodes that no longer keep the position, since the last change received
         string? lastProblem = null;
         for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
         {
@@ -244,7 +245,14 @@ public sealed partial class RaftKvClient : IDisposable
             {
                 if (response.StatusCode == HttpStatusCode.Gone)
                 {
+                    // A node restarted from a snapshot keeps the changes since that snapshot only; one that kept running
+                    // may still have the position: every endpoint is asked before the watch gives up.
                     var gone = await ReadProblemAsync(response, cancellationToken).ConfigureAwait(false);
+                    lastProblem = $"{endpoint}: {gone?.Detail ?? "the watch's position is no longer kept"}";
+                    if (++goneAnswers < _options.Endpoints.Count)
+                    {
+                        continue;
+                    }
                     throw new WatchCompactedException(gone?.Detail ?? "the watch's position is no longer kept");
                 }
                 if ((int)response.StatusCode is 400 or 401 or 403)
@@ -305,13 +313,21 @@ public sealed partial class RaftKvClient : IDisposable
                     }
                     if (type == "compacted")
                     {
-                        throw new WatchCompactedException($"the node no longer keeps changes after {lastId}: {data}");
+                        // This node's history moved past the position (it fell behind and caught up by a snapshot, or
+                        // this watcher was too slow): another node may still have it.
+                        lastProblem = $"{endpoint}: no longer keeps changes after {lastId}: {data}";
+                        if (++goneAnswers < _options.Endpoints.Count)
+                        {
+                            break;
+                        }
+                        throw new WatchCompactedException($"no node keeps changes after {lastId} any longer: {data}");
                     }
                     if (id is not null && data is not null)
                     {
                         var change = JsonSerializer.Deserialize(data, ContractsJson.Default.WatchEventData)
                             ?? throw new FormatException("a watch event without data");
                         lastId = id;
+                        goneAnswers = 0;
                         yield return new WatchChange(id, change.Type, change.Key, change.Value, change.Revision, change.PrevValue);
                     }
                     (id, type, data) = (null, null, null);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using RaftKv.Client;
 using RaftKv.Testing.Linearizability;
 using RaftKv.Testing.Processes;
 
@@ -41,6 +42,9 @@ public sealed record FaultRunOptions
     /// <summary>The percentage of the workload's operations that are transactions on pairs of keys (0: none); needs an even <see cref="Keys"/>.</summary>
     public int Transactions { get; init; }
 
+    /// <summary>Watchers of every workload key through the run, each starting on another node; their streams are checked against the history (0: none).</summary>
+    public int Watchers { get; init; } = 3;
+
     /// <summary>Extra server arguments (for example smaller snapshot thresholds, so that restarts catch up by snapshot).</summary>
     public IReadOnlyList<string> ServerArguments { get; init; } = ["--snapshot-threshold-entries", "1000", "--snapshot-keep-entries", "100"];
 }
@@ -55,6 +59,9 @@ public sealed class FaultRunResult
     public required WorkloadCounts Counts { get; init; }
 
     public required IReadOnlyList<FaultReport> Faults { get; init; }
+
+    /// <summary>Each watcher's streams opened (1 + its reconnects) and changes received up to the end marker.</summary>
+    public IReadOnlyList<(int Streams, int Changes)> Watchers { get; init; } = [];
 
     public required CheckResult Check { get; init; }
 
@@ -75,6 +82,10 @@ public sealed class FaultRunResult
         foreach (var fault in Faults)
         {
             text.AppendLine("  " + fault);
+        }
+        if (Watchers.Count > 0)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"watchers: {string.Join(", ", Watchers.Select(w => $"{w.Changes:N0} changes over {w.Streams} streams"))}");
         }
         text.AppendLine(CultureInfo.InvariantCulture, $"check ({CheckTime.TotalMilliseconds:F0} ms): {Check.Report.TrimEnd()}");
         foreach (var problem in Problems)
@@ -103,8 +114,15 @@ public static class FaultRun
         await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20)).ConfigureAwait(false);
         log($"{options.Nodes} nodes serving{(lab is null ? " on loopback" : $" in network lab {lab.Bridge}")} after {clock.Elapsed.TotalSeconds:F1}s");
 
-        var workload = new Workload([.. cluster.Endpoints, .. cluster.SpareEndpoints], cluster.CreateClientHandler,
+        IReadOnlyList<Uri> endpoints = [.. cluster.Endpoints, .. cluster.SpareEndpoints];
+        var workload = new Workload(endpoints, cluster.CreateClientHandler,
             options.Clients, options.Keys, options.Seed, cluster.Secured?.Token, options.Transactions);
+        using var probeHandler = cluster.CreateClientHandler();
+        using var probe = new RaftKvClient(new RaftKvClientOptions { Endpoints = endpoints, Token = cluster.Secured?.Token }, probeHandler);
+        // The watchers start after every write so far (none to the workload's keys), so that replaying what they receive
+        // gives the final state.
+        var startRevision = (await probe.GetAsync(WatchRecorder.EndMarker, Consistency.Linearizable, cancellationToken).ConfigureAwait(false)).Index + 1;
+        await using var watchers = WatchRecorder.Start(endpoints, cluster.CreateClientHandler, cluster.Secured?.Token, options.Watchers, startRevision);
         var nemesis = new Nemesis(cluster, options.Seed, log);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var clients = workload.RunAsync(stop.Token);
@@ -150,6 +168,16 @@ public static class FaultRun
             problems.AddRange(workload.Counts.Anomalies);
         }
         var history = workload.History.Operations;
+        IReadOnlyList<(int, int)> watched = [];
+        if (options.Watchers > 0)
+        {
+            // The end marker: the last write, which every watcher must reach; then each stream is held to the history.
+            var end = (await probe.SetAsync(WatchRecorder.EndMarker, "end", cancellationToken).ConfigureAwait(false)).Index;
+            problems.AddRange(await watchers.StopAtAsync(end, TimeSpan.FromSeconds(60)).ConfigureAwait(false));
+            problems.AddRange(watchers.Check(history, final.ToDictionary(f => f.Key, f => f.Value.Found ? f.Value.Value : null), end));
+            watched = [.. watchers.Watchers.Select(w => (w.Streams, w.Changes.Count(c => c.Revision <= end)))];
+            log($"watchers checked after {clock.Elapsed.TotalSeconds:F1}s: {string.Join(", ", watched.Select(w => $"{w.Item2} changes over {w.Item1} streams"))}");
+        }
         var checking = Stopwatch.StartNew();
         var check = LinearizabilityChecker.Check(history);
         return new FaultRunResult
@@ -158,6 +186,7 @@ public static class FaultRun
             History = history,
             Counts = workload.Counts,
             Faults = nemesis.Reports,
+            Watchers = watched,
             Check = check,
             Problems = problems,
             Elapsed = clock.Elapsed,
