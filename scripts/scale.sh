@@ -226,11 +226,16 @@ with open(sys.argv[5], "w") as out:
             if end < t0 or start > t1 + 1:
                 continue
             line = f"  {node}: {start - t0:6.1f} .. {end - t0:6.1f}  {duration:6.2f} s  file {size / 2**20:,.0f} MiB" + (f"  ({rose} in one poll interval: their mean)" if rose > 1 else "")
-            if node == leader and start - duration >= t0 + 1 and end <= t1:
-                during, before = rate(start, end), rate(start - duration, start)
-                clean = not busy(start - duration, start, series)
-                line += f"  writes/s during {during:,.0f}, the {duration:.1f} s before {before:,.0f} ({'no node snapshotting then' if clean else 'a node was snapshotting then too'})"
-                print(f"{duration:.3f}\t{during:.1f}\t{before:.1f}\t{int(clean)}\t{size:.0f}", file=out)
+            if node == leader:
+                print(f"snap\t{duration:.3f}\t{size:.0f}\t{int(start >= t0 and end <= t1)}", file=out)
+            if node == leader and t0 + 2 <= start < t1:
+                # Against the same number of seconds just before it (or as many as the load had before it, its first
+                # second left out): same clients, same load.
+                stop, since = min(end, t1), max(t0 + 1, start - duration)
+                during, before = rate(start, stop), rate(since, start)
+                clean = not busy(since, start, series)
+                line += f"  writes/s during {during:,.0f}, the {start - since:.1f} s before {before:,.0f} ({'no node snapshotting then' if clean else 'a node was snapshotting then too'})"
+                print(f"pair\t{stop - start:.3f}\t{during:.1f}\t{start - since:.3f}\t{before:.1f}\t{int(clean)}", file=out)
             print(line)
 # Every poll interval of the load (its first second left out), by what ran in it.
 s = [p for p in series[leader] if t0 + 1 <= p[0] <= t1]
@@ -298,7 +303,8 @@ for line in open(f"{work}/memory.tsv"):
     label, node, rss, anon, hwm, heap, total, committed = line.split("\t")
     memory[label][node] = (int(rss) * 1024, int(anon) * 1024, int(hwm) * 1024, float(heap), float(total))
 snaps = [l.rstrip("\n").split("\t") for l in open(f"{work}/snapshots.tsv")]
-leader_snaps = [tuple(map(float, s)) for s in snaps if s[0] not in ("class", "load")]
+leader_snaps = [tuple(map(float, s[1:])) for s in snaps if s[0] == "snap"]  # duration, size, within the load
+pairs = [tuple(map(float, s[1:])) for s in snaps if s[0] == "pair"]  # seconds during, writes/s during, seconds before, writes/s before, clean
 classes = {s[1]: (float(s[2]), float(s[3])) for s in snaps if s[0] == "class"}
 load = next(s for s in snaps if s[0] == "load")
 fill = json.load(open(f"{work}/fill.json"))
@@ -334,12 +340,12 @@ print(f"| VmRSS after catch-up (n1 · n2 · n3 · n4) | {per_node('caught', 0)} 
 fill_snaps = [l.split("\t") for l in open(f"{work}/fill-snapshots.tsv")]
 print(f"| snapshots taken while filling (n1 · n2 · n3) | {' · '.join(c for n, c, t in fill_snaps)}, {sum(float(t) for n, c, t in fill_snaps) / max(1, sum(int(c) for n, c, t in fill_snaps)):.1f} s each on average | — |")
 if leader_snaps:
-    durations = sorted(s[0] for s in leader_snaps)
-    print(f"| snapshot on the leader at {keys:,} keys (during the load: {len(durations)}) | {durations[len(durations) // 2]:.1f} s median, {durations[0]:.1f}–{durations[-1]:.1f} s; file {leader_snaps[-1][4] / MiB:,.0f} MiB | — |")
-    pairs = [s for s in leader_snaps if s[3]] or leader_snaps
-    during = sum(s[1] * s[0] for s in pairs) / sum(s[0] for s in pairs)
-    before = sum(s[2] * s[0] for s in pairs) / sum(s[0] for s in pairs)
-    print(f"| writes/s while the leader snapshots, against the same seconds just before ({len(pairs)} snapshots{'' if any(s[3] for s in leader_snaps) else ', none with a quiet before'}) | {during:,.0f} against {before:,.0f} ({during / before:.2f}x) | writes go on: {'met' if during > 0 and float(load[5]) < 1 else 'missed'} (longest stretch with none applied {load[5]} s) |")
+    whole = [d for d, size, inside in leader_snaps if inside] or [d for d, size, inside in leader_snaps]
+    print(f"| time to take a snapshot on the leader at {keys:,} keys, during the load | {' · '.join(f'{d:.1f}' for d in whole)} s; file {leader_snaps[-1][1] / MiB:,.0f} MiB | — |")
+if pairs:
+    during = sum(p[0] * p[1] for p in pairs) / sum(p[0] for p in pairs)
+    before = sum(p[2] * p[3] for p in pairs) / sum(p[2] for p in pairs)
+    print(f"| writes/s while the leader snapshots, against the seconds just before ({len(pairs)} snapshots: {sum(p[0] for p in pairs):.0f} s against {sum(p[2] for p in pairs):.0f} s{'' if all(p[4] for p in pairs) else '; a node was snapshotting in some of the seconds before'}) | {during:,.0f} against {before:,.0f} ({during / before:.2f}x) | writes go on: {'met' if during > 0 and float(load[5]) < 1 else 'missed'} (longest stretch with none applied {load[5]} s) |")
 for kind, (seconds, rate) in sorted(classes.items()):
     print(f"| writes/s over the load's seconds with {kind} | {rate:,.0f} ({seconds:.0f} s) | — |")
 print(f"| the load: {float(load[1]):,.0f} writes/s overall | p99 {float(load[2]):,.0f} ms, max {float(load[3]):,.0f} ms, {load[4]} errors; longest stretch with no write applied {load[5]} s; leader snapshotting {float(load[6]):.0%} of the time | — |")
