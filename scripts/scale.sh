@@ -292,6 +292,11 @@ echo "== n4's status: $(status_of n4 | json '{k: d[k] for k in ("role", "commit"
 echo "== memory with n4 caught up (n4 loaded its state from the snapshot; the others applied it)"
 EXTRA_NODE=n4 mem_table caught
 
+for node in n1 n2 n3; do # over the whole sitting: leader changes this node saw, and the runtime's GC pauses
+  curl -s --max-time 5 "http://127.0.0.1:$(port_of "$node")/metrics" | awk -v n="$node" '
+    $1 == "raftkv_leader_changes_total" { l = $2 } $1 == "dotnet_gc_pause_seconds_total" { p = $2 }
+    $1 == "dotnet_collection_count_total{generation=\"2\"}" { g = $2 } END { printf "%s\t%s\t%s\t%s\n", n, l, p, g }' >>"$work/runtime.tsv"
+done
 python3 - "$work" "$raw" "$keys" "$value" "$add_start" "${caught:-}" "$commit_index" "${n4_snapshot:-0}" "$RAFTKV_CLUSTER_DIR/n4.log" "$fill_start" "$fill_end" <<'EOF'
 import datetime, json, re, sys
 from collections import defaultdict
@@ -349,6 +354,8 @@ if pairs:
 for kind, (seconds, rate) in sorted(classes.items()):
     print(f"| writes/s over the load's seconds with {kind} | {rate:,.0f} ({seconds:.0f} s) | — |")
 print(f"| the load: {float(load[1]):,.0f} writes/s overall | p99 {float(load[2]):,.0f} ms, max {float(load[3]):,.0f} ms, {load[4]} errors; longest stretch with no write applied {load[5]} s; leader snapshotting {float(load[6]):.0%} of the time | — |")
+runtime = [l.rstrip("\n").split("\t") for l in open(f"{work}/runtime.tsv")]
+print(f"| over the sitting (n1 · n2 · n3): leader changes seen; GC pause; gen2 GCs | {' · '.join(r[1] for r in runtime)}; {' · '.join(f'{float(r[2]):.0f}' for r in runtime)} s; {' · '.join(r[3] for r in runtime)} | — |")
 if caught:
     took = float(caught) - add
     how = "by snapshot" if installed is not None else "by log entries (no snapshot installed)"
