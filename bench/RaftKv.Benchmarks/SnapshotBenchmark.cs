@@ -43,7 +43,7 @@ internal static class SnapshotBenchmark
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"# raw key + value bytes {raw:N0}; the store's managed memory after a full GC {after - before:N0} B = {(double)(after - before) / keys:N0} B per key = {(double)(after - before) / raw:0.00}x raw (watch history of 10,000 changes and 64 sessions included); {keys:N0} applies took {applied.TotalSeconds:0.0} s"));
         Console.WriteLine();
-        Console.WriteLine("| step | first run, s | second run, s | note |");
+        Console.WriteLine("| step | first run, s (of which GC pauses) | second run, s (GC pauses) | note |");
         Console.WriteLine("|---|---:|---:|---|");
         var capture = machine.CaptureSnapshot();
 
@@ -146,13 +146,17 @@ internal static class SnapshotBenchmark
     private static void Row(string step, Action action, Func<string> note)
     {
         var seconds = new double[2];
+        var paused = new double[2];
         for (var i = 0; i < seconds.Length; i++)
         {
             GC.Collect();
+            var pausedBefore = GC.GetTotalPauseDuration();
             var clock = Stopwatch.StartNew();
             action();
             seconds[i] = clock.Elapsed.TotalSeconds;
+            paused[i] = (GC.GetTotalPauseDuration() - pausedBefore).TotalSeconds;
         }
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {step} | {seconds[0]:0.00} | {seconds[1]:0.00} | {note()} |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {step} | {seconds[0]:0.00} ({paused[0]:0.00}) | {seconds[1]:0.00} ({paused[1]:0.00}) | {note()} |"));
     }
 }
