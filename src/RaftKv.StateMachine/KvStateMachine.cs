@@ -94,7 +94,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     private ImmutableSortedSet<string> _keys = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
 
     // What other threads may read: the state as of the last apply, as one immutable value.
-    private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableDictionary<string, Session>.Empty,
+    private Capture _published = new(ImmutableDictionary<string, KvItem>.Empty, ImmutableSortedSet.Create<string>(StringComparer.Ordinal), ImmutableDictionary<string, Session>.Empty,
         ImmutableDictionary<ulong, KvLease>.Empty, LogIndex.Zero);
 
     public KvStateMachine(KvOptions? options = null)
@@ -132,7 +132,7 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         LastApplied = entry.Index;
         _changes.Clear();
         var answer = ApplyCommand(entry);
-        Volatile.Write(ref _published, new Capture(_items, _sessions, _leases, LastApplied));
+        Volatile.Write(ref _published, new Capture(_items, _keys, _sessions, _leases, LastApplied));
         History.Append(_changes);
         return answer;
     }
@@ -493,9 +493,11 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         var lastApplied = new LogIndex(reader.ReadUInt64());
         var items = ImmutableDictionary.CreateBuilder<string, KvItem>(StringComparer.Ordinal);
         var count = reader.ReadInt32();
+        var keys = new List<string>(Math.Clamp(count, 0, 1 << 20)); // in the file's order, which is key order: no sort to build the set
         for (var i = 0; i < count; i++)
         {
             var key = reader.ReadString();
+            keys.Add(key);
             var value = reader.ReadString();
             var version = reader.ReadUInt64();
             // A KVS1 snapshot did not keep create revisions: the last write stands for the creation (a lower bound is unknown).
@@ -528,11 +530,11 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             leases[group.Key] = lease with { Keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, group.Select(i => i.Key)) };
         }
         _items = items.ToImmutable();
-        _keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, _items.Keys);
+        _keys = ImmutableSortedSet.CreateRange(StringComparer.Ordinal, keys);
         _sessions = sessions.ToImmutable();
         _leases = leases.ToImmutableDictionary();
         LastApplied = lastApplied;
-        Volatile.Write(ref _published, new Capture(_items, _sessions, _leases, LastApplied));
+        Volatile.Write(ref _published, new Capture(_items, _keys, _sessions, _leases, LastApplied));
         History.Reset(lastApplied.Value);
     }
 
@@ -548,8 +550,11 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
     /// <summary>A session: the last sequence number applied, its answer as the client got it (a KV or transaction result), and when it was last used.</summary>
     private sealed record Session(ulong Sequence, byte[] Answer, ulong LastIndex);
 
-    /// <summary>Immutable references to the maps at one index; written out off the loop, in key order.</summary>
-    private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableDictionary<string, Session> sessions,
+    /// <summary>
+    /// Immutable references to the maps at one index; written out off the loop, in key order (the ordered key set's, so
+    /// nothing is sorted).
+    /// </summary>
+    private sealed class Capture(ImmutableDictionary<string, KvItem> items, ImmutableSortedSet<string> keys, ImmutableDictionary<string, Session> sessions,
         ImmutableDictionary<ulong, KvLease> leases, LogIndex lastApplied) : IStateMachineSnapshot
     {
         public LogIndex LastApplied => lastApplied;
@@ -561,9 +566,11 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
             using var writer = new BinaryWriter(destination, Encoding.UTF8, leaveOpen: true);
             writer.Write(SnapshotFormat);
             writer.Write(lastApplied.Value);
+            Invariant.Assert(keys.Count == items.Count, "the ordered key set holds every key of the map");
             writer.Write(items.Count);
-            foreach (var (key, item) in items.OrderBy(i => i.Key, StringComparer.Ordinal))
+            foreach (var key in keys)
             {
+                var item = items[key];
                 writer.Write(key);
                 writer.Write(item.Value);
                 writer.Write(item.Version);
