@@ -12,6 +12,25 @@ public sealed class PaperTests
         ready.Messages.Concat(ready.MessagesAfterPersist).OfType<T>().Should().ContainSingle().Subject;
 
     [Fact]
+    public void A_follower_never_acknowledges_entries_that_a_later_term_replaced_before_they_were_persisted()
+    {
+        // Seed 1726339: in one batch, the leader of term 2 appends i2-i3 and the leader of term 3 then replaces them with
+        // its no-op at i2. The Ready persists i2/t3 only, so the term-2 acknowledgement of i3 would be a lie.
+        var node = new TestCluster(3, o => o with { PreVote = false })[1];
+        var bootstrap = LogIndex.Zero.Next();
+        LogEntry Entry(ulong index, ulong term) => new(new LogIndex(index), new Term(term), EntryKind.Normal, new byte[] { (byte)index });
+
+        node.Step(new AppendEntries(N2, N1, new Term(2), bootstrap, new Term(1), [Entry(2, 2), Entry(3, 2)], LogIndex.Zero));
+        node.Step(new AppendEntries(N3, N1, new Term(3), bootstrap, new Term(1), [Entry(2, 3)], LogIndex.Zero));
+        var ready = node.GetReady();
+
+        ready.Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal([(2UL, 3UL)]);
+        var acknowledged = ready.Messages.Concat(ready.MessagesAfterPersist).OfType<AppendEntriesResponse>().Where(r => r.Success).ToList();
+        acknowledged.Should().OnlyContain(r => r.Term == new Term(3) && r.MatchIndex == new LogIndex(2), "only what this Ready persists is acknowledged");
+        acknowledged.Should().ContainSingle();
+    }
+
+    [Fact]
     public void A_node_grants_at_most_one_vote_per_term()
     {
         var cluster = new TestCluster(3, o => o with { PreVote = false });

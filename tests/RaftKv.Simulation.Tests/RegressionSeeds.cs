@@ -54,6 +54,11 @@ public sealed class RegressionSeeds
     // The simulator committed a received snapshot on arrival, which the real transport never does: a snapshot the core
     // refused pruned the one its core serves, and a follower that needed it never caught up (seed 1265375, liveness).
     [InlineData(1265375)]
+    // The core sent, after persisting a Ready, an acknowledgement stepped in an earlier term of that Ready: the leader of term
+    // 2 appended i4-i5, the leader of term 3 replaced them with its no-op at i2 before they reached the disk, and n4 still
+    // told term 2 it held i5. Acknowledgements and votes of a term the node has left are no longer sent (RaftNode.Current;
+    // PaperTests.A_follower_never_acknowledges_entries_that_a_later_term_replaced_before_they_were_persisted).
+    [InlineData(1726339)]
     public void Seed_that_once_found_a_bug_passes(int seed)
     {
         var result = new Simulator(SimulationOptions.ForSeed(seed)).Run();
