@@ -98,6 +98,9 @@ public sealed class Holding : IAsyncDisposable
 
     public CancellationToken Lost => _keeper.Lost;
 
+    /// <summary>Completes, with the reason, when <see cref="Lost"/> is cancelled.</summary>
+    public Task<LeaseLoss> WhenLost => _keeper.WhenLost;
+
     /// <summary>Creates <paramref name="key"/> with the keeper's lease, waiting while someone else holds it.</summary>
     internal static async Task<Holding> TakeAsync(RaftKvClient client, string key, string value, LeaseKeeper keeper, CancellationToken cancellationToken)
     {
