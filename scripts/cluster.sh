@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A local 3-node RaftKv cluster in the background, for trying things out.
-#   scripts/cluster.sh start [--tls]   build once, start n1..n3 (clients: 127.0.0.1:8081-8083, peers: 9081-9083); with
+#   scripts/cluster.sh start [--tls]   build once, start n1..n3 (clients: 127.0.0.1:8081-8083, HTTP/2 clients (prior
+#                                      knowledge, raft-cli --http2): 8181-8183, peers: 9081-9083); with
 #                                      --tls (or RAFTKV_CLUSTER_TLS=1): a CA and node certificates in $dir/certs (raft-cli
 #                                      certs), HTTPS for clients, mutual TLS for peers, and a write token in $dir/token
 #                                      (use: raft-cli --cacert $dir/certs/ca.pem --token "$(cat $dir/token)" ...)
@@ -54,6 +55,8 @@ start() {
   for i in $(seq 1 $size); do
     if [ "$tls" = "1" ]; then
       secure=(--cert-file "$dir/certs/n$i.pem" --key-file "$dir/certs/n$i-key.pem" --ca-file "$dir/certs/ca.pem" --tokens-file "$dir/tokens")
+    else
+      secure=(--listen-http2 "http://127.0.0.1:$((base + 100 + i - 1))") # with TLS the client port negotiates HTTP/2 itself
     fi
     nohup dotnet exec "$server" --node-id "n$i" --peers "$(peers)" \
       --http "$scheme://127.0.0.1:$((base + i - 1))" --data-dir "$dir/data/n$i" "${secure[@]}" \

@@ -14,6 +14,8 @@
 # RAFTKV_COMPARE_ETCD_PORT  etcd client ports from here (default 12379, peers at +100); RAFTKV_CLUSTER_PORT moves RaftKv's
 # RAFTKV_COMPARE_SKIP_BUILD=1 runs the Release build already there (build it first, e.g. under a machine's build lock)
 # RAFTKV_COMPARE_KEEP=1 keeps both clusters' data directories and logs (in a temporary directory it names) afterwards
+# RAFTKV_COMPARE_HTTP2=0 drives RaftKv over HTTP/1.1, a connection per client; by default its clients share HTTP/2
+#                       connections (raft-cli --http2 to the nodes' ListenHttp2 ports), as etcd's share one gRPC connection
 #
 # The two clusters stay up for the whole sitting, rather than being restarted per cell: a restart would put RaftKv's
 # JIT warm-up and etcd's fresh connections into every cell, and refilling 100,000 keys per cell costs minutes. The idle
@@ -60,6 +62,14 @@ work="$(mktemp -d)"
 export RAFTKV_CLUSTER_DIR="$work/raftkv"
 raftkv_port="${RAFTKV_CLUSTER_PORT:-8081}"
 raftkv_endpoints="http://127.0.0.1:$raftkv_port,http://127.0.0.1:$((raftkv_port + 1)),http://127.0.0.1:$((raftkv_port + 2))"
+raftkv_protocol="HTTP/1.1, a connection per client"
+if [ "${RAFTKV_COMPARE_HTTP2:-1}" = "1" ]; then
+  # scripts/cluster.sh gives each node an HTTP/2 listener 100 ports above its client port; --target etcd ignores this.
+  export RAFTKV_HTTP2=1
+  h2_port=$((raftkv_port + 100))
+  raftkv_endpoints="http://127.0.0.1:$h2_port,http://127.0.0.1:$((h2_port + 1)),http://127.0.0.1:$((h2_port + 2))"
+  raftkv_protocol="HTTP/2, clients sharing a connection per node"
+fi
 etcd_port="${RAFTKV_COMPARE_ETCD_PORT:-12379}"
 etcd_endpoints="http://127.0.0.1:$etcd_port,http://127.0.0.1:$((etcd_port + 1)),http://127.0.0.1:$((etcd_port + 2))"
 etcd_pids=()
@@ -76,7 +86,7 @@ stop_all() {
 }
 trap stop_all EXIT
 
-for port in "$raftkv_port" $((raftkv_port + 1)) $((raftkv_port + 2)) "$etcd_port" $((etcd_port + 1)) $((etcd_port + 2)); do
+for port in "$raftkv_port" $((raftkv_port + 1)) $((raftkv_port + 2)) $((raftkv_port + 100)) $((raftkv_port + 101)) $((raftkv_port + 102)) "$etcd_port" $((etcd_port + 1)) $((etcd_port + 2)); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "compare.sh: port $port is taken; set RAFTKV_CLUSTER_PORT or RAFTKV_COMPARE_ETCD_PORT" >&2
     exit 1
@@ -117,7 +127,7 @@ cpu_ms() {
 raftkv_pids() { cat "$RAFTKV_CLUSTER_DIR"/n*.pid; }
 
 echo "== sitting: $(date -u '+%Y-%m-%d %H:%M UTC'), code of $commit, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== RaftKv: 3 nodes, fsync on ($raftkv_endpoints); $(etcd --version | head -n 1), 3 members, fsync on ($etcd_endpoints)"
+echo "== RaftKv: 3 nodes, fsync on ($raftkv_endpoints, $raftkv_protocol); $(etcd --version | head -n 1), 3 members, fsync on ($etcd_endpoints)"
 echo "== $pairs pairs of ${seconds} s runs per cell, $keys keys, reads linearizable; cells: $cells"
 
 # One benchmark run against one system; prints its JSON report and a line for the table: system, pair, ops/s, p50, p99,

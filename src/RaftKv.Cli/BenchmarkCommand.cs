@@ -285,7 +285,7 @@ internal interface IBenchmarkClients : IDisposable
     string? ErrorKind(Exception error);
 }
 
-/// <summary>RaftKv over HTTP/1.1 and JSON: one <see cref="RaftKvClient"/> per benchmark client, each with a session of its own, on one shared handler.</summary>
+/// <summary>RaftKv over HTTP/1.1 (or HTTP/2 with --http2) and JSON: one <see cref="RaftKvClient"/> per benchmark client, each with a session of its own, on one shared handler.</summary>
 internal sealed class RaftKvBenchmarkClients : IBenchmarkClients
 {
     private readonly SocketsHttpHandler _handler;
@@ -311,6 +311,8 @@ internal sealed class RaftKvBenchmarkClients : IBenchmarkClients
             MaxConnectionsPerServer = settings.Clients + 8,
             PooledConnectionLifetime = TimeSpan.FromMinutes(10),
             ConnectTimeout = TimeSpan.FromSeconds(2),
+            // With --http2: one connection per node while its streams last (Kestrel's 100 per connection), another beyond.
+            EnableMultipleHttp2Connections = true,
         };
         if (options.TrustedCa is { } ca)
         {

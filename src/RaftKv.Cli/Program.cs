@@ -36,6 +36,12 @@ var token = new Option<string?>("--token")
     Recursive = true,
     DefaultValueFactory = _ => Environment.GetEnvironmentVariable("RAFTKV_TOKEN"),
 };
+var http2 = new Option<bool>("--http2")
+{
+    Description = "Speak HTTP/2 (one multiplexed connection per node): to http:// endpoints that are nodes' ListenHttp2 listeners, or https:// ones (default: $RAFTKV_HTTP2=1)",
+    Recursive = true,
+    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("RAFTKV_HTTP2") == "1",
+};
 
 var root = new RootCommand($"""
     raft-cli: talk to a RaftKv cluster.
@@ -56,8 +62,9 @@ root.Options.Add(timeout);
 root.Options.Add(output);
 root.Options.Add(token);
 root.Options.Add(cacert);
+root.Options.Add(http2);
 
-var context = new CliContext(endpoints, timeout, output, token, cacert);
+var context = new CliContext(endpoints, timeout, output, token, cacert, http2);
 root.Subcommands.Add(KvCommands.Set(context));
 root.Subcommands.Add(KvCommands.Get(context));
 root.Subcommands.Add(KvCommands.List(context));
@@ -104,7 +111,7 @@ catch (Exception error) when (error is not OutOfMemoryException)
 namespace RaftKv.Cli
 {
     /// <summary>The global options every command reads, and how a command turns them into a client.</summary>
-    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output, Option<string?> token, Option<FileInfo?> cacert)
+    internal sealed class CliContext(Option<string> endpoints, Option<double> timeout, Option<string> output, Option<string?> token, Option<FileInfo?> cacert, Option<bool> http2)
     {
         public bool Json(ParseResult result) => result.GetValue(output) == "json";
 
@@ -143,6 +150,7 @@ namespace RaftKv.Cli
                     : null,
                 Timeout = TimeSpan.FromSeconds(seconds),
                 AttemptTimeout = TimeSpan.FromSeconds(Math.Min(seconds, 7)),
+                Http2 = result.GetValue(http2),
             };
         }
 

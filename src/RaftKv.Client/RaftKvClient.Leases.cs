@@ -137,7 +137,7 @@ public sealed partial class RaftKvClient
             attemptTimeoutSource.CancelAfter(attemptTimeout ?? _options.AttemptTimeout);
             try
             {
-                using var request = new HttpRequestMessage(method, new Uri(endpoint, path));
+                using var request = NewRequest(method, new Uri(endpoint, path));
                 if (body is not null)
                 {
                     request.Content = new ByteArrayContent(body);

@@ -35,6 +35,13 @@ public sealed record RaftKvClientOptions
 
     /// <summary>The sequence number of this client's next write (for a client that resumes a session it saved).</summary>
     public ulong NextSequence { get; init; } = 1;
+
+    /// <summary>
+    /// Speak HTTP/2, multiplexing the requests over one connection per node: to http:// endpoints that are nodes'
+    /// HTTP/2 listeners (RaftKv:Node:ListenHttp2, prior knowledge), or to https:// endpoints (negotiated by TLS).
+    /// False: HTTP/1.1, one connection per request in flight.
+    /// </summary>
+    public bool Http2 { get; init; }
 }
 
 /// <summary>
@@ -85,6 +92,11 @@ public sealed partial class RaftKvClient : IDisposable
             })
             : new HttpClient(handler, disposeHandler: false);
         _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan; // each attempt has its own timeout
+        if (options.Http2)
+        {
+            _http.DefaultRequestVersion = HttpVersion.Version20;
+            _http.DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact; // prior knowledge on http://, ALPN on https://
+        }
         if (options.Token is { } token)
         {
             _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
@@ -98,6 +110,10 @@ public sealed partial class RaftKvClient : IDisposable
     }
 
     public string ClientId { get; }
+
+    /// <summary>A request in the HTTP version this client speaks (what HttpClient's own helpers take from its defaults).</summary>
+    private HttpRequestMessage NewRequest(HttpMethod method, Uri uri) =>
+        new(method, uri) { Version = _http.DefaultRequestVersion, VersionPolicy = _http.DefaultVersionPolicy };
 
     internal RaftKvClientOptions Options => _options;
 
@@ -222,7 +238,7 @@ public sealed partial class RaftKvClient : IDisposable
                 await Task.Delay(Backoff(failures), cancellationToken).ConfigureAwait(false);
             }
             var endpoint = PickEndpoint(attempt + 1); // any node serves a watch: round robin, not the leader
-            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(endpoint, query));
+            using var request = NewRequest(HttpMethod.Get, new Uri(endpoint, query));
             if (lastId is not null)
             {
                 request.Headers.TryAddWithoutValidation("Last-Event-ID", lastId);
@@ -637,7 +653,7 @@ public sealed partial class RaftKvClient : IDisposable
             attemptTimeout.CancelAfter(change ? _options.Timeout : _options.AttemptTimeout);
             try
             {
-                using var request = new HttpRequestMessage(method, new Uri(endpoint, path));
+                using var request = NewRequest(method, new Uri(endpoint, path));
                 if (body is not null)
                 {
                     request.Content = new ByteArrayContent(body);

@@ -56,6 +56,14 @@ public sealed class NodeOptions : IValidatedOptions
     public string ListenPeer { get; set; } = "";
 
     /// <summary>
+    /// A second client listener that speaks HTTP/2 alone, without TLS (prior knowledge, as gRPC clients do), with the rules
+    /// of <see cref="ListenHttp"/>: the same API as the client port, for clients that multiplex their requests over one
+    /// connection (the .NET client's <c>Http2</c>, raft-cli's <c>--http2</c>). Empty: none. Cleartext only: with TLS the
+    /// client port itself negotiates HTTP/2.
+    /// </summary>
+    public string ListenHttp2 { get; set; } = "";
+
+    /// <summary>
     /// NAME:REPLICAS:DOMAIN, for a pod of a Kubernetes StatefulSet: the node id comes from the pod's ordinal in its host name
     /// (NAME-0 is n1) and the members from the replica count (n1=http://NAME-0.DOMAIN:9080, …). Excludes Peers and Join.
     /// </summary>
@@ -140,6 +148,12 @@ public sealed class NodeOptions : IValidatedOptions
     /// <summary>Where the peer listener binds: <see cref="ListenPeer"/>, else the peer URL (a host name there binds every address).</summary>
     public Uri PeerListenUrl => string.IsNullOrWhiteSpace(ListenPeer) ? PeerUrl : new Uri(ListenPeer);
 
+    /// <summary>Where the HTTP/2 client listener binds (<see cref="ListenHttp2"/>); null: there is none.</summary>
+    public Uri? Http2ListenUrl => string.IsNullOrWhiteSpace(ListenHttp2) ? null : new Uri(ListenHttp2);
+
+    /// <summary>The local ports that serve the client API: the client listener's, and the HTTP/2 listener's if there is one.</summary>
+    internal int[] ClientListenPorts => Http2ListenUrl is { } http2 ? [HttpListenUrl.Port, http2.Port] : [HttpListenUrl.Port];
+
     public TimeSpan RequestTimeout => TimeSpan.FromMilliseconds(RequestTimeoutMs);
 
     public IEnumerable<string> Validate()
@@ -175,11 +189,11 @@ public sealed class NodeOptions : IValidatedOptions
         {
             failures.Add($"Peers: this node's own URL ({PeerUrl}) names no host to listen on; set Peer (for example http://0.0.0.0:{PeerUrl.Port})");
         }
-        foreach (var (name, value) in new[] { (nameof(ListenHttp), ListenHttp), (nameof(ListenPeer), ListenPeer) })
+        foreach (var (name, value) in new[] { (nameof(ListenHttp), ListenHttp), (nameof(ListenPeer), ListenPeer), (nameof(ListenHttp2), ListenHttp2) })
         {
             if (!string.IsNullOrWhiteSpace(value) && !IsListenUrl(value))
             {
-                failures.Add($"{name}: '{value}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address, localhost, or 0.0.0.0 for every address; a host name belongs in {(name == nameof(ListenHttp) ? "Http" : "Peer")})");
+                failures.Add($"{name}: '{value}' is not an http:// (or https://) URL with a port and an address to listen on (an IP address, localhost, or 0.0.0.0 for every address; a host name belongs in {(name == nameof(ListenPeer) ? "Peer" : "Http")})");
             }
         }
         if (failures.Count == 0 && HttpListenUrl.Port == PeerListenUrl.Port)
@@ -187,6 +201,17 @@ public sealed class NodeOptions : IValidatedOptions
             failures.Add(string.IsNullOrWhiteSpace(ListenHttp) && string.IsNullOrWhiteSpace(ListenPeer)
                 ? $"Peer: the peer port {PeerUrl.Port} must differ from the client port in Http"
                 : $"ListenPeer: the peer listener's port {PeerListenUrl.Port} must differ from the client listener's");
+        }
+        if (failures.Count == 0 && Http2ListenUrl is { } http2)
+        {
+            if (http2.Scheme != Uri.UriSchemeHttp)
+            {
+                failures.Add($"ListenHttp2: '{ListenHttp2}' must be http://: it is the cleartext HTTP/2 listener (with TLS the client port negotiates HTTP/2 itself)");
+            }
+            else if (http2.Port == HttpListenUrl.Port || http2.Port == PeerListenUrl.Port)
+            {
+                failures.Add($"ListenHttp2: the HTTP/2 listener's port {http2.Port} must differ from the client listener's ({HttpListenUrl.Port}) and the peer listener's ({PeerListenUrl.Port})");
+            }
         }
         if (ClusterToken.Length > 256)
         {

@@ -186,6 +186,10 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         LogStarting(Self, directory, identity.ClusterIdText, state.LastIndex.Value, state.HardState.Term.Value, config);
         var (httpBound, peerBound) = (Bound(_node.HttpListenUrl), Bound(_node.PeerListenUrl));
         LogListening(Self, _node.Http, httpBound, _node.PeerUrl, peerBound);
+        if (_node.Http2ListenUrl is { } http2)
+        {
+            LogListeningHttp2(Self, http2);
+        }
 
         _loopTask = Loop.RunAsync(_stopping.Token);
         _ = _loopTask.ContinueWith(t =>
@@ -907,6 +911,9 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
 
     [LoggerMessage(EventId = 312, Level = LogLevel.Information, Message = "{Node} serves clients at {Http} (bound to {HttpListen}) and peers at {Peer} (bound to {PeerListen})")]
     private partial void LogListening(NodeId node, string http, string httpListen, Uri peer, string peerListen);
+
+    [LoggerMessage(EventId = 313, Level = LogLevel.Information, Message = "{Node} also serves clients over HTTP/2 without TLS (prior knowledge) at {Http2Listen}")]
+    private partial void LogListeningHttp2(NodeId node, Uri http2Listen);
 
     /// <summary>What a listener binds, as RaftNodeHosting.Listen does: a host name or a wildcard is every address.</summary>
     private static string Bound(Uri url) =>

@@ -206,6 +206,11 @@ public static class RaftNodeHosting
                 // Cleartext: HTTP/2 needs TLS negotiation for browsers and curl; clients get HTTP/1.1, peers h2c.
                 Listen(kestrel, settings.HttpListenUrl, HttpProtocols.Http1, https: null);
                 Listen(kestrel, settings.PeerListenUrl, HttpProtocols.Http2, https: null);
+                if (settings.Http2ListenUrl is { } http2)
+                {
+                    // Kestrel 10 cannot tell h2c prior knowledge from HTTP/1.1 on one cleartext port: HTTP/2 clients get a port of their own.
+                    Listen(kestrel, http2, HttpProtocols.Http2, https: null);
+                }
                 return;
             }
             var certificate = tls.LoadCertificate();
@@ -276,7 +281,7 @@ public static class RaftNodeHosting
         var peer = app.MapRaftPeerService();
         if (options.SeparatePorts)
         {
-            peer.WithMetadata(new ListenerPort(options.PeerListenUrl.Port));
+            peer.WithMetadata(new ListenerPort([options.PeerListenUrl.Port]));
         }
         return app;
     }
@@ -307,7 +312,7 @@ public static class RaftNodeHosting
         var options = endpoints.ServiceProvider.GetRequiredService<IOptions<NodeOptions>>().Value;
         if (options.SeparatePorts)
         {
-            group.WithMetadata(new ListenerPort(options.HttpListenUrl.Port));
+            group.WithMetadata(new ListenerPort(options.ClientListenPorts));
         }
         return group;
     }
@@ -403,15 +408,17 @@ public static class RaftNodeHosting
 }
 
 /// <summary>
-/// Route metadata: the endpoint is served only on connections to this local port (the client listener or the peer
+/// Route metadata: the endpoint is served only on connections to these local ports (the client listeners or the peer
 /// listener). The local port, not the Host header's: behind a published container port or a Service, clients write the
 /// port they dialled, which need not be the one the node listens on.
 /// </summary>
-internal sealed record ListenerPort(int Port)
+internal sealed class ListenerPort(int[] ports)
 {
+    private readonly int[] _ports = ports;
+
     public static Task Enforce(HttpContext http, RequestDelegate next)
     {
-        if (http.GetEndpoint()?.Metadata.GetMetadata<ListenerPort>() is { } only && http.Connection.LocalPort != only.Port)
+        if (http.GetEndpoint()?.Metadata.GetMetadata<ListenerPort>() is { } only && Array.IndexOf(only._ports, http.Connection.LocalPort) < 0)
         {
             http.Response.StatusCode = StatusCodes.Status404NotFound;
             return Task.CompletedTask;

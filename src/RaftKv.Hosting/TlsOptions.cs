@@ -73,9 +73,13 @@ internal sealed class SchemesMatchTlsValidator(IOptions<TlsOptions> tls) : IVali
         urls.AddRange(options.EffectivePeers.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(part => ("Peers", part[(part.IndexOf('=', StringComparison.Ordinal) + 1)..])));
         var wrong = urls.Where(u => u.Url.Length > 0 && Uri.TryCreate(u.Url, UriKind.Absolute, out var uri) && uri.Scheme != scheme).ToList();
-        return wrong.Count == 0
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail(wrong.Select(u =>
-                $"RaftKv:Node:{u.Setting}: '{u.Url}' must be {scheme}:// {(enabled ? "with TLS on (RaftKv:Tls)" : "without TLS (set RaftKv:Tls:CertFile, KeyFile and CaFile for https)")}"));
+        var failures = wrong.Select(u =>
+            $"RaftKv:Node:{u.Setting}: '{u.Url}' must be {scheme}:// {(enabled ? "with TLS on (RaftKv:Tls)" : "without TLS (set RaftKv:Tls:CertFile, KeyFile and CaFile for https)")}").ToList();
+        if (enabled && !string.IsNullOrWhiteSpace(options.ListenHttp2))
+        {
+            // A cleartext listener would serve the client API past TLS.
+            failures.Add($"RaftKv:Node:ListenHttp2: '{options.ListenHttp2}' is a cleartext listener; with TLS on, the client port ({options.Http}) negotiates HTTP/2 itself: leave ListenHttp2 empty");
+        }
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

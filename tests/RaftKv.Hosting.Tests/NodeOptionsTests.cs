@@ -110,6 +110,41 @@ public sealed class NodeOptionsTests
     }
 
     [Theory]
+    [InlineData("http://node1:8180", "ListenHttp2: 'http://node1:8180' is not an http:// (or https://) URL with a port and an address to listen on")]
+    [InlineData("https://127.0.0.1:8180", "ListenHttp2: 'https://127.0.0.1:8180' must be http://: it is the cleartext HTTP/2 listener")]
+    [InlineData("http://127.0.0.1:8080", "ListenHttp2: the HTTP/2 listener's port 8080 must differ from the client listener's (8080) and the peer listener's (9080)")]
+    [InlineData("http://127.0.0.1:9080", "ListenHttp2: the HTTP/2 listener's port 9080 must differ from the client listener's (8080) and the peer listener's (9080)")]
+    public void The_http2_listener_needs_an_address_cleartext_and_a_port_of_its_own(string listen, string failure)
+    {
+        var options = new NodeOptions { ListenHttp2 = listen };
+
+        options.Validate().Should().ContainSingle().Which.Should().StartWith(failure);
+    }
+
+    [Fact]
+    public void The_http2_listener_adds_its_port_to_the_client_ports()
+    {
+        var options = new NodeOptions { ListenHttp2 = "http://0.0.0.0:8180" };
+
+        options.Validate().Should().BeEmpty();
+        options.Http2ListenUrl.Should().Be(new Uri("http://0.0.0.0:8180"));
+        options.ClientListenPorts.Should().Equal(8080, 8180);
+        new NodeOptions().ClientListenPorts.Should().Equal(8080);
+    }
+
+    [Fact]
+    public void A_cleartext_http2_listener_is_refused_with_tls_on()
+    {
+        var tls = new TlsOptions { CertFile = "n1.pem", KeyFile = "n1-key.pem", CaFile = "ca.pem" };
+        var validator = new SchemesMatchTlsValidator(Microsoft.Extensions.Options.Options.Create(tls));
+
+        var result = validator.Validate(null, new NodeOptions { Http = "https://127.0.0.1:8080", Peer = "https://127.0.0.1:9080", ListenHttp2 = "http://127.0.0.1:8180" });
+
+        result.Failed.Should().BeTrue();
+        result.Failures.Should().ContainSingle().Which.Should().StartWith("RaftKv:Node:ListenHttp2: 'http://127.0.0.1:8180' is a cleartext listener; with TLS on");
+    }
+
+    [Theory]
     [InlineData("raftkv-0", 1)]
     [InlineData("raftkv-2", 3)]
     [InlineData("raftkv-1.raftkv.db.svc.cluster.local", 2)] // a fully qualified host name
