@@ -3,6 +3,7 @@
 # each process's user and system CPU over 10 s, then 10 s of `perf record` on the whole machine, summarised per process
 # and, for the leader, per assembly (scripts/perf-summary.py). Needs perf (Debian: linux-perf) and root.
 #   scripts/profile.sh ["extra benchmark options", e.g. "--read-ratio 0.9"]
+#   RAFTKV_HTTP2=1 scripts/profile.sh      the benchmark's clients over HTTP/2 (raft-cli --http2, the nodes' ListenHttp2 ports)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "profile.sh needs perf (apt-get install linux-perf)" >&2; exit 2; }
@@ -12,6 +13,9 @@ out=$(mktemp -d)
 export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 # JIT-compiled methods get names in /tmp/perf-PID.map
 export RAFTKV_CLUSTER_DIR="$out/cluster"
 export RAFTKV_ENDPOINTS=http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
+if [ "${RAFTKV_HTTP2:-0}" = "1" ]; then
+  export RAFTKV_ENDPOINTS=http://127.0.0.1:8181,http://127.0.0.1:8182,http://127.0.0.1:8183 # the nodes' ListenHttp2 (cluster.sh)
+fi
 for project in src/RaftKv.Server src/RaftKv.Cli; do dotnet build -c Release "$project" -v quiet -nologo >/dev/null; done
 RAFTKV_CLUSTER_SKIP_BUILD=1 scripts/cluster.sh start
 bench=""

@@ -247,8 +247,18 @@ public static class RaftNodeHosting
         {
             app.Use(ListenerPort.Enforce);
         }
-        app.UseHttpMetrics(http => http.SetMetricFactory(metrics.Factory));
-        app.UseRateLimiter();
+        app.UseHttpMetrics(http =>
+        {
+            http.SetMetricFactory(metrics.Factory);
+            // What the dashboards and alerts read is the request count and duration; the in-progress gauge and the
+            // exemplars (trace ids) cost a middleware and a lookup on every request, and nothing reads them.
+            http.InProgress.Enabled = false;
+            http.ConfigureMeasurements(measurement => measurement.ExemplarPredicate = _ => false);
+        });
+        if (options.RateLimitPerSecond > 0)
+        {
+            app.UseRateLimiter(); // without a limit the middleware would still take a lease per request
+        }
         var history = app.Services.GetRequiredService<RequestHistory>();
         app.UseRequestHistory(history);
         var access = app.Services.GetRequiredService<RaftAccess>();
