@@ -225,7 +225,7 @@ public sealed partial class RaftKvClient : IDisposable
             + (fromRevision is { } from ? "&fromRevision=" + from.ToString(System.Globalization.CultureInfo.InvariantCulture) : "");
         string? lastId = null;
         var failures = 0;
-        var goneAnswers = 0; // nodes that no longer keep the position, since the last change received
+        var gone = new HashSet<Uri>(); // the nodes that said they no longer keep the position, since the last change received
         string? lastProblem = null;
         for (var attempt = 0; !cancellationToken.IsCancellationRequested; attempt++)
         {
@@ -238,6 +238,11 @@ public sealed partial class RaftKvClient : IDisposable
                 await Task.Delay(Backoff(failures), cancellationToken).ConfigureAwait(false);
             }
             var endpoint = PickEndpoint(attempt + 1); // any node serves a watch: round robin, not the leader
+            if (gone.Contains(endpoint))
+            {
+                // Ask the nodes that have not said so yet: one that did not answer may still keep the position.
+                endpoint = _options.Endpoints.FirstOrDefault(e => !gone.Contains(e)) ?? endpoint;
+            }
             using var request = NewRequest(HttpMethod.Get, new Uri(endpoint, query));
             if (lastId is not null)
             {
@@ -263,13 +268,14 @@ public sealed partial class RaftKvClient : IDisposable
                 {
                     // A node restarted from a snapshot keeps the changes since that snapshot only; one that kept running
                     // may still have the position: every endpoint is asked before the watch gives up.
-                    var gone = await ReadProblemAsync(response, cancellationToken).ConfigureAwait(false);
-                    lastProblem = $"{endpoint}: {gone?.Detail ?? "the watch's position is no longer kept"}";
-                    if (++goneAnswers < _options.Endpoints.Count)
+                    var problem = await ReadProblemAsync(response, cancellationToken).ConfigureAwait(false);
+                    lastProblem = $"{endpoint}: {problem?.Detail ?? "the watch's position is no longer kept"}";
+                    gone.Add(endpoint);
+                    if (!gone.IsSupersetOf(_options.Endpoints))
                     {
                         continue;
                     }
-                    throw new WatchCompactedException(gone?.Detail ?? "the watch's position is no longer kept");
+                    throw new WatchCompactedException(problem?.Detail ?? "the watch's position is no longer kept");
                 }
                 if ((int)response.StatusCode is 400 or 401 or 403)
                 {
@@ -332,7 +338,8 @@ public sealed partial class RaftKvClient : IDisposable
                         // This node's history moved past the position (it fell behind and caught up by a snapshot, or
                         // this watcher was too slow): another node may still have it.
                         lastProblem = $"{endpoint}: no longer keeps changes after {lastId}: {data}";
-                        if (++goneAnswers < _options.Endpoints.Count)
+                        gone.Add(endpoint);
+                        if (!gone.IsSupersetOf(_options.Endpoints))
                         {
                             break;
                         }
@@ -343,7 +350,7 @@ public sealed partial class RaftKvClient : IDisposable
                         var change = JsonSerializer.Deserialize(data, ContractsJson.Default.WatchEventData)
                             ?? throw new FormatException("a watch event without data");
                         lastId = id;
-                        goneAnswers = 0;
+                        gone.Clear();
                         yield return new WatchChange(id, change.Type, change.Key, change.Value, change.Revision, change.PrevValue);
                     }
                     (id, type, data) = (null, null, null);
@@ -471,7 +478,7 @@ public sealed partial class RaftKvClient : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         if (write && sent)
         {
-            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
+            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); every attempt carried the same session sequence, so it was applied at most once. Read to find out: calling again is a new write");
         }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
     }
@@ -714,7 +721,7 @@ public sealed partial class RaftKvClient : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
         if (mayHaveApplied)
         {
-            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); retrying it with this client is safe");
+            throw new OutcomeUnknownException($"the write may or may not have been applied ({lastProblem}); every attempt carried the same session sequence, so it was applied at most once. Read to find out: calling again is a new write");
         }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
     }

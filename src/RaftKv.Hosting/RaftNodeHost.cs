@@ -647,14 +647,13 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     /// <summary>Proposes on this node. No answer (and the core's leader hint) when this node does not lead: the caller forwards.</summary>
     private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> ProposeHereAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_node.RequestTimeout);
         ProposalOutcome outcome;
         try
         {
-            outcome = await Loop.ProposeAsync(command).WaitAsync(timeout.Token).ConfigureAwait(false);
+            // One timer and one registration, where a linked token source with CancelAfter took two of each: this is the write path.
+            outcome = await Loop.ProposeAsync(command).WaitAsync(_node.RequestTimeout, cancellationToken).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (TimeoutException)
         {
             return (NodeAnswer.Failed(AnswerStatus.Unknown, Loop.KnownLeader, $"no outcome within {_node.RequestTimeoutMs} ms"), default);
         }
@@ -681,14 +680,12 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
     /// <summary>Reads on this node. No answer (and the core's leader hint) when a linearizable read finds that this node does not lead.</summary>
     private async Task<(NodeAnswer? Answer, NodeId LeaderHint)> ReadHereAsync(ReadOnlyMemory<byte> query, bool linearizable, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_node.RequestTimeout);
         ReadOutcome read;
         try
         {
-            read = await Loop.ReadAsync(query, linearizable).WaitAsync(timeout.Token).ConfigureAwait(false);
+            read = await Loop.ReadAsync(query, linearizable).WaitAsync(_node.RequestTimeout, cancellationToken).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (TimeoutException)
         {
             return (NodeAnswer.Failed(AnswerStatus.TimedOut, Loop.KnownLeader, $"no answer within {_node.RequestTimeoutMs} ms"), default);
         }

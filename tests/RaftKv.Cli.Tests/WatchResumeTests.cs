@@ -85,6 +85,31 @@ public sealed class WatchResumeTests
         (a.Requests + b.Requests).Should().BeLessThanOrEqualTo(3, "each node is asked about once, not in a loop");
     }
 
+    [Fact]
+    public async Task A_node_that_did_not_answer_is_asked_before_the_watch_gives_up()
+    {
+        // Two nodes say the position is gone; the third fails its first answer (a restart), then still has the position.
+        await using var a = SseNode.Start(Answer410);
+        var calls = 0;
+        await using var flaky = SseNode.Start(async context =>
+        {
+            if (Interlocked.Increment(ref calls) == 1)
+            {
+                context.Response.StatusCode = 503;
+                context.Response.Close();
+                return;
+            }
+            await Stream(": watching prefix k after revision 4\n\n", Change)(context);
+        });
+        await using var c = SseNode.Start(Answer410);
+        using var client = Client(a, flaky, c);
+
+        var first = await FirstChangeAsync(client);
+
+        first.Revision.Should().Be(5, "two answers of 410 out of three nodes are not every node");
+        flaky.Requests.Should().Be(2);
+    }
+
     private static async Task<WatchChange> FirstChangeAsync(RaftKvClient client)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
