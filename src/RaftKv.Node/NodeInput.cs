@@ -32,7 +32,7 @@ public abstract record NodeInput
     }
 
     /// <summary>A snapshot finished writing in the background (or failed, with <see cref="Error"/>).</summary>
-    public sealed record SnapshotWritten(SnapshotMetadata Metadata, Exception? Error) : NodeInput;
+    public sealed record SnapshotWritten(SnapshotMetadata Metadata, Exception? Error, long Bytes = 0) : NodeInput;
 
     public sealed record SnapshotSent(NodeId Peer, bool Succeeded) : NodeInput;
 

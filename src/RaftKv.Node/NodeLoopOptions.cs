@@ -20,6 +20,14 @@ public sealed record NodeLoopOptions : IValidatedOptions
     /// <summary>Bytes of entries applied since the last snapshot before the loop takes a new one (whichever bound comes first).</summary>
     public long SnapshotThresholdBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>
+    /// Besides a threshold, the bytes applied since the last snapshot must reach this share of that snapshot's size (0:
+    /// the thresholds alone). A large state is then not written out again after every few writes: at 0.25 a node writes
+    /// at most four bytes of snapshot per byte applied, where a 1M-key state with the thresholds alone wrote about a hundred.
+    /// The price is a longer log between snapshots (in memory and replayed at restart), at most this share of the state.
+    /// </summary>
+    public double SnapshotMinAppliedShare { get; init; } = 0.25;
+
     /// <summary>Entries kept in the log behind a new snapshot, for followers that are only a little behind.</summary>
     public int SnapshotKeepEntries { get; init; } = 1_000;
 
@@ -44,6 +52,10 @@ public sealed record NodeLoopOptions : IValidatedOptions
         if (SnapshotThresholdBytes < 1)
         {
             yield return "SnapshotThresholdBytes: must be at least 1";
+        }
+        if (!(SnapshotMinAppliedShare >= 0 && SnapshotMinAppliedShare <= 16))
+        {
+            yield return "SnapshotMinAppliedShare: must be between 0 and 16";
         }
         if (SnapshotKeepEntries < 0)
         {

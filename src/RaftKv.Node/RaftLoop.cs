@@ -66,6 +66,7 @@ public sealed partial class RaftLoop
     private bool _awkwardMoment;
     private LogIndex _lastSnapshotIndex;
     private long _bytesAppliedSinceSnapshot;
+    private long _lastSnapshotBytes; // the size of the last snapshot this loop wrote; 0 until it writes one
     private long _snapshotStarted;
     private string? _storageFailure;
     private SoftState _softState;
@@ -797,8 +798,9 @@ public sealed partial class RaftLoop
     private void MaybeStartSnapshot()
     {
         var applied = _node.AppliedIndex;
-        var due = applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
-            || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes;
+        var due = (applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
+                || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes)
+            && _bytesAppliedSinceSnapshot >= _lastSnapshotBytes * _options.SnapshotMinAppliedShare;
         var early = !due && !_snapshotInProgress && applied > _lastSnapshotIndex && _buggify is { } buggify
             && ((_awkwardMoment && buggify.Fires(BuggifyPoint.SnapshotAtAwkwardMoment)) || buggify.Fires(BuggifyPoint.SnapshotNow));
         if (_snapshotInProgress || !(due || early) || applied <= _lastSnapshotIndex)
@@ -815,17 +817,19 @@ public sealed partial class RaftLoop
         _background.Run(() =>
         {
             Exception? error = null;
+            long bytes = 0;
             try
             {
                 using var writer = _snapshots.Create(metadata);
                 capture.WriteTo(writer.Stream);
+                bytes = writer.Stream.Position;
                 writer.Commit();
             }
             catch (Exception e) when (e is IOException or StorageException or UnauthorizedAccessException)
             {
                 error = e;
             }
-            Post(new NodeInput.SnapshotWritten(metadata, error));
+            Post(new NodeInput.SnapshotWritten(metadata, error, bytes));
         });
     }
 
@@ -843,6 +847,7 @@ public sealed partial class RaftLoop
             return; // a snapshot from the leader overtook it
         }
         _lastSnapshotIndex = metadata.Index;
+        _lastSnapshotBytes = written.Bytes;
         // Keep some entries behind the snapshot so that a follower slightly behind gets entries, not a whole snapshot.
         var keep = _snapshotCompactsAll ? 0UL : (ulong)_options.SnapshotKeepEntries;
         var compactTo = new LogIndex(metadata.Index.Value > keep ? metadata.Index.Value - keep : 0);

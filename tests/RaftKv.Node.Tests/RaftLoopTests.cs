@@ -235,6 +235,36 @@ public sealed class RaftLoopTests
     }
 
     [Fact]
+    public void A_snapshot_waits_until_the_bytes_applied_since_the_last_reach_their_share_of_its_size()
+    {
+        // The same writes into two nodes: a state of 20 keys of 200 bytes, then 60 small rewrites of one key. With the
+        // thresholds alone a snapshot comes every 5 entries; with a share of 1, each waits for as many bytes applied as
+        // the last snapshot held (about 4 KB, some 20 large entries or 1,000 small ones).
+        int SnapshotsTaken(double share)
+        {
+            var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 5, SnapshotKeepEntries = 0, SnapshotMinAppliedShare = share });
+            node.ElectSelf();
+            var taken = new HashSet<ulong>();
+            for (var i = 0; i < 80; i++)
+            {
+                node.Run(node.Loop.ProposeAsync(Bytes(i < 20 ? $"k{i}=" + new string('v', 200) : "k0=x")));
+                if (node.Snapshots.Latest is { } latest)
+                {
+                    taken.Add(latest.Index.Value);
+                }
+            }
+            node.StateMachine.Count.Should().Be(20);
+            return taken.Count;
+        }
+
+        var thresholdsAlone = SnapshotsTaken(0);
+        var spaced = SnapshotsTaken(1);
+
+        thresholdsAlone.Should().BeGreaterThanOrEqualTo(14, "80 entries at a threshold of 5");
+        spaced.Should().BeInRange(1, 5, "after the large writes, 60 small ones are not worth another copy of the state");
+    }
+
+    [Fact]
     public void A_compaction_that_fails_in_a_batch_leaves_no_entry_of_that_batch_outside_the_store()
     {
         // Seed 1139668 of the million-seed soak: a snapshot's file was written while a proposal waited; both came in one

@@ -103,6 +103,8 @@ public sealed class Simulator
             SnapshotThresholdEntries = _random.Next(20, 200),
             SnapshotKeepEntries = _random.Next(0, 40),
             MaxBatchInputs = _random.Next(1, 64),
+            // The thresholds alone: snapshots as often as they come (the share only spaces out snapshots of a large state).
+            SnapshotMinAppliedShare = 0,
         };
         _loopOptions = _loopOptions with
         {
