@@ -798,9 +798,11 @@ public sealed partial class RaftLoop
     private void MaybeStartSnapshot()
     {
         var applied = _node.AppliedIndex;
+        // Enough entries, once the bytes they brought are worth another copy of the state; or, whatever the state's
+        // size, the bytes threshold: the bound on the log kept between snapshots.
         var due = (applied.Value - _lastSnapshotIndex.Value >= (ulong)_options.SnapshotThresholdEntries
-                || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes)
-            && _bytesAppliedSinceSnapshot >= _lastSnapshotBytes * _options.SnapshotMinAppliedShare;
+                && _bytesAppliedSinceSnapshot >= _lastSnapshotBytes * _options.SnapshotMinAppliedShare)
+            || _bytesAppliedSinceSnapshot >= _options.SnapshotThresholdBytes;
         var early = !due && !_snapshotInProgress && applied > _lastSnapshotIndex && _buggify is { } buggify
             && ((_awkwardMoment && buggify.Fires(BuggifyPoint.SnapshotAtAwkwardMoment)) || buggify.Fires(BuggifyPoint.SnapshotNow));
         if (_snapshotInProgress || !(due || early) || applied <= _lastSnapshotIndex)

@@ -265,6 +265,26 @@ public sealed class RaftLoopTests
     }
 
     [Fact]
+    public void The_bytes_threshold_bounds_the_log_between_snapshots_whatever_the_share()
+    {
+        // A share of 16 would wait for 16 times the last snapshot's bytes; the bytes threshold (2,000) comes first.
+        var node = new Harness(options: new NodeLoopOptions { SnapshotThresholdEntries = 5, SnapshotThresholdBytes = 2_000, SnapshotKeepEntries = 0, SnapshotMinAppliedShare = 16 });
+        node.ElectSelf();
+        var taken = new List<ulong>();
+        for (var i = 0; i < 40; i++)
+        {
+            node.Run(node.Loop.ProposeAsync(Bytes($"k{i}=" + new string('v', 200))));
+            if (node.Snapshots.Latest is { } latest && (taken.Count == 0 || taken[^1] != latest.Index.Value))
+            {
+                taken.Add(latest.Index.Value);
+            }
+        }
+
+        taken.Should().HaveCountGreaterThanOrEqualTo(3, "about 2,000 bytes are 10 entries of 200: a snapshot at least every 10 or so");
+        taken.Zip(taken.Skip(1), (a, b) => b - a).Should().OnlyContain(gap => gap <= 11);
+    }
+
+    [Fact]
     public void A_compaction_that_fails_in_a_batch_leaves_no_entry_of_that_batch_outside_the_store()
     {
         // Seed 1139668 of the million-seed soak: a snapshot's file was written while a proposal waited; both came in one
