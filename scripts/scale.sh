@@ -21,7 +21,8 @@
 # RAFTKV_SCALE_KEEP=1        keeps the data directories and logs (in a temporary directory it names) afterwards
 # RAFTKV_CLUSTER_PORT        client ports from here (default 8081; the learner n4 takes +3), peers at +1000
 # Settings of the nodes pass through as usual (RAFTKV_<Section>__<Name>, docs/configuration.md); the script sets none,
-# so the snapshot thresholds are the defaults (RaftKv:Loop:SnapshotThresholdEntries 10,000, ...Bytes 64 MiB).
+# so the snapshot settings are the defaults (RaftKv:Loop:SnapshotThresholdEntries 10,000, ...Bytes 64 MiB,
+# SnapshotMinAppliedShare 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,23 +101,25 @@ print(f'   {\"$node\"}: VmRSS {$rss/1024:,.0f} MiB (RssAnon {$anon/1024:,.0f}, p
   done
 }
 
-# Waits until every node has applied what the leader committed and none has a snapshot due or running: applied within
-# the entries threshold of its snapshot index, and its snapshot count unchanged for 3 s (at most 300 s).
+# Waits until every node has applied what the leader committed and its applied index, snapshot index and snapshot count
+# stayed the same over two polls 3 s apart (no snapshot finished meanwhile; at most 300 s). A snapshot does not follow
+# every 10,000 entries (Loop:SnapshotMinAppliedShare), so the last one may lie far behind the applied index.
 settle() {
-  local threshold="${RAFTKV_Loop__SnapshotThresholdEntries:-10000}" last="" now
+  local last="" before="" now
   for _ in $(seq 1 300); do
     now=$(for node in n1 n2 n3; do
       curl -s --max-time 5 "http://127.0.0.1:$(port_of "$node")/metrics" |
         awk '$1 == "raftkv_applied_index" { a = $2 } $1 == "raftkv_commit_index" { c = $2 } $1 == "raftkv_snapshot_index" { s = $2 }
              $1 == "raftkv_snapshots_total" { n = $2 } END { printf "%s:%s:%s:%s ", a, c, s, n }'
     done)
-    if [ "$now" = "$last" ] && python3 - "$now" "$threshold" <<'EOF'
+    if [ "$now" = "$last" ] && [ "$now" = "$before" ] && python3 - "$now" <<'EOF'
 import sys
 nodes = [tuple(float(x) for x in n.split(":")) for n in sys.argv[1].split()]
 commit = max(c for a, c, s, n in nodes)
-sys.exit(0 if all(a == commit and a - s < int(sys.argv[2]) for a, c, s, n in nodes) else 1)
+sys.exit(0 if all(a == commit for a, c, s, n in nodes) else 1)
 EOF
     then return 0; fi
+    before=$last
     last=$now
     sleep 3
   done
