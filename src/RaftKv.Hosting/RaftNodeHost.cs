@@ -180,7 +180,7 @@ internal sealed partial class RaftNodeHost : IHostedService, IPeerHost, IRaftNod
         {
             await AskPeersAsync(directory, fresh, cancellationToken).ConfigureAwait(false);
         }
-        Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine, _loop,
+        Loop = new RaftLoop(raft, _log, _snapshots, _transport, StateMachine, _loop, LowPriorityScheduler.Instance,
             observer: this, logger: _loggers.CreateLogger<RaftLoop>(), time: TimeProvider.System);
         _metrics.Attach(this);
         LogStarting(Self, directory, identity.ClusterIdText, state.LastIndex.Value, state.HardState.Term.Value, config);
