@@ -493,7 +493,9 @@ public sealed class KvStateMachine : IStateMachine, IStateDigest
         var lastApplied = new LogIndex(reader.ReadUInt64());
         var items = ImmutableDictionary.CreateBuilder<string, KvItem>(StringComparer.Ordinal);
         var count = reader.ReadInt32();
-        var keys = new List<string>(Math.Clamp(count, 0, 1 << 20)); // in the file's order, which is key order: no sort to build the set
+        // In the file's order, which is key order: CreateRange below still sorts, but sorted input is cheap (0.13 s at 1M
+        // keys against 1.9 s in the map's hash order, README "1,000,000 keys").
+        var keys = new List<string>(Math.Clamp(count, 0, 1 << 20));
         for (var i = 0; i < count; i++)
         {
             var key = reader.ReadString();
