@@ -84,9 +84,18 @@ public sealed class TlsTests(ITestOutputHelper output) : IAsyncLifetime
     public async Task A_process_without_a_member_certificate_gets_no_peer_connection_and_a_member_certificate_speaks_only_for_its_member()
     {
         var target = _nodes[0];
-        using (var written = await LocalCluster.SetInSessionAsync(target, "k", "v", "tls-test", 1))
+        // The nodes serve before they have elected a leader: the write is resent (same session, same sequence: applied
+        // once) while the answer is 503, for at most 15 s.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
-            written.EnsureSuccessStatusCode();
+            using var written = await LocalCluster.SetInSessionAsync(target, "k", "v", "tls-test", 1);
+            if (written.StatusCode != System.Net.HttpStatusCode.ServiceUnavailable || clock.Elapsed > TimeSpan.FromSeconds(15))
+            {
+                written.EnsureSuccessStatusCode();
+                break;
+            }
+            await Task.Delay(100);
         }
         var members = JsonDocument.Parse(await target.Client.GetStringAsync(new Uri("/cluster/members", UriKind.Relative))).RootElement;
         var clusterId = members.GetProperty("clusterId").GetString()!;
