@@ -35,19 +35,6 @@ internal sealed partial class LowPriorityScheduler : IWorkScheduler
         thread.Start();
     }
 
-    /// <summary>This thread's niceness, as the kernel reports it; null where that cannot be read (not Linux).</summary>
-    public static int? CurrentNice()
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return null;
-        }
-        // Field 19 of /proc/thread-self/stat, counted after the command's closing parenthesis (a name may hold spaces).
-        var stat = File.ReadAllText("/proc/thread-self/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return int.Parse(fields[19 - 3], System.Globalization.CultureInfo.InvariantCulture);
-    }
-
     private static void LowerPriority()
     {
         if (OperatingSystem.IsLinux())

@@ -166,8 +166,9 @@ public static class RaftNodeHosting
             limiter.GlobalLimiter = System.Threading.RateLimiting.PartitionedRateLimiter.Create<HttpContext, string>(http =>
             {
                 var node = http.RequestServices.GetRequiredService<IOptions<NodeOptions>>().Value;
-                // Peers and health checks are never limited: only clients, per address.
-                if (node.RateLimitPerSecond == 0 || http.Request.Path.StartsWithSegments("/health")
+                // Peers and health checks are never limited: only clients, per address. (Without a limit the middleware is
+                // not in the pipeline at all: MapRaftNode.)
+                if (http.Request.Path.StartsWithSegments("/health")
                     || (node.SeparatePorts && http.Connection.LocalPort == node.PeerListenUrl.Port) || http.Request.ContentType == "application/grpc")
                 {
                     return System.Threading.RateLimiting.RateLimitPartition.GetNoLimiter("unlimited");

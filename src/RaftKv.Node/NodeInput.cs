@@ -31,8 +31,8 @@ public abstract record NodeInput
         public static readonly Tick Instance = new();
     }
 
-    /// <summary>A snapshot finished writing in the background (or failed, with <see cref="Error"/>).</summary>
-    public sealed record SnapshotWritten(SnapshotMetadata Metadata, Exception? Error, long Bytes = 0) : NodeInput;
+    /// <summary>A snapshot finished writing in the background, <see cref="Bytes"/> long (or failed, with <see cref="Error"/>).</summary>
+    public sealed record SnapshotWritten(SnapshotMetadata Metadata, Exception? Error, long Bytes) : NodeInput;
 
     public sealed record SnapshotSent(NodeId Peer, bool Succeeded) : NodeInput;
 
