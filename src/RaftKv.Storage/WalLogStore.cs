@@ -16,11 +16,15 @@ namespace RaftKv.Storage;
 /// after it, on replay as in memory. Nothing written is ever overwritten in place.</item>
 /// <item>Segments are named <c>{generation}-{first index}.wal</c>. Installing a snapshot starts a new generation, so that
 /// old segments can never be mistaken for the log after it.</item>
+/// <item>A segment is preallocated (<see cref="StorageOptions.Preallocation"/>): <c>spare.tmp</c> is written with zeros to
+/// <see cref="StorageOptions.SegmentBytes"/> and synced, then renamed to the new segment's name, and batches overwrite
+/// its zeros in place. Its length on disk is not the log's: the log ends where its records end.</item>
 /// <item>Hard state, log base and generation live in the <c>state</c> file (<see cref="LogMeta"/>), replaced atomically,
 /// and written only when term, vote or base change: a commit index alone is not worth an fsync.</item>
 /// </list>
 /// Recovery rules (<see cref="Load"/>): records after the last commit record of the last segment were never acknowledged
-/// (their fsync never returned): they are a torn tail, cut off and logged with their offset. A bad record anywhere else,
+/// (their fsync never returned): they are a torn tail, cut off and logged with their offset. Zeros from the end of the last
+/// complete batch to the end of a file are space never written (a preallocated segment's), not a tail. A bad record anywhere else,
 /// or one followed by a complete batch, a gap between entries, or a missing segment stops the node with the file and
 /// offset. A failed write or fsync poisons the store: it is never retried as if nothing happened.
 /// Not thread-safe: the node loop owns it.
@@ -31,6 +35,11 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
 
     /// <summary>Bytes of the commit record that closes every batch.</summary>
     public const int CommitRecordBytes = WalFormat.HeaderBytes + WalFormat.CommitPayloadBytes;
+
+    /// <summary>The next segment while it is prepared, zero-filled, before it is renamed to a segment's name.</summary>
+    public static readonly string SparePath = System.IO.Path.Combine(Directory, "spare.tmp");
+
+    private static readonly byte[] Zeros = new byte[1 << 20];
 
     private readonly IFileSystem _files;
     private readonly StorageOptions _options;
@@ -54,6 +63,9 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     private bool _segmentCreatedInBatch;
     private bool _loaded;
     private string? _failure;
+
+    // Background preallocation: the task that prepares the spare (null: none started, or the last one was taken).
+    private Task? _spare;
 
     public WalLogStore(IFileSystem files, StorageOptions? options = null, ILogger? logger = null)
     {
@@ -85,6 +97,12 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     /// <summary>The segments that make up the log, oldest first (paths relative to the store's folder).</summary>
     public IReadOnlyList<string> SegmentPaths => [.. _segments.Select(s => s.Path)];
 
+    /// <summary>Bytes of log records in each segment of <see cref="SegmentPaths"/>: a preallocated segment's file is longer.</summary>
+    public IReadOnlyList<long> SegmentLengths => [.. _segments.Select(s => s.Length)];
+
+    /// <summary>The background preparation of the next segment, while one is pending (for tests).</summary>
+    internal Task? SparePreparation => _spare;
+
     /// <summary>Where the last <see cref="Load"/> cut a torn tail (file and offset), or null.</summary>
     public string? RepairedTornTail { get; private set; }
 
@@ -96,6 +114,11 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         }
         _loaded = true;
         _files.CreateDirectory(Directory);
+        if (_files.Exists(SparePath))
+        {
+            _files.Delete(SparePath); // prepared by an earlier run, perhaps only in part: it may never have been synced
+        }
+        StartPreparingSpare(); // for the first segment this run starts
         var names = _files.List(Directory).Where(n => n.EndsWith(".wal", StringComparison.Ordinal)).ToList();
         var meta = LogMeta.Read(_files);
         if (meta is null)
@@ -349,6 +372,14 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         {
             segment.Close();
         }
+        try
+        {
+            _spare?.Wait(); // a spare half written is deleted by the next Load; only its writes must not outlive the store
+        }
+        catch (AggregateException)
+        {
+            // Already logged where it was taken; a spare is never part of the log.
+        }
     }
 
     // ---------------------------------------------------------------- recovery
@@ -413,7 +444,13 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                 position += record.Length;
             }
 
-            if (badAt >= 0 || pending.Count > 0)
+            if (badAt >= 0 && pending.Count == 0 && data[(int)badAt..].IndexOfAnyExcept((byte)0) < 0)
+            {
+                // Zeros to the end of the file after a complete batch: a preallocated segment's space, never written. (In a
+                // segment that is not the last too: one preallocated to a larger SegmentBytes, closed when it was lowered.)
+                length = badAt;
+            }
+            else if (badAt >= 0 || pending.Count > 0)
             {
                 if (!isLast)
                 {
@@ -536,8 +573,17 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         var segment = new Segment(_generation, first);
         try
         {
+            // The spare's zeros are synced; its new name becomes durable with the directory's fsync after the first batch.
+            var preallocated = TakeSpare();
+            if (preallocated)
+            {
+                _files.Rename(SparePath, segment.Path);
+            }
             segment.File = _files.Open(segment.Path, create: true);
-            segment.File.SetLength(0);
+            if (!preallocated)
+            {
+                segment.File.SetLength(0);
+            }
         }
         catch (IOException error)
         {
@@ -546,6 +592,58 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         _segments.Add(segment);
         WalFormat.WriteSegmentHeader(_batch, _generation, first);
         _segmentCreatedInBatch = true;
+        StartPreparingSpare();
+    }
+
+    private void StartPreparingSpare()
+    {
+        if (_options.Preallocation == SegmentPreallocation.Background && _spare is null)
+        {
+            var size = _options.SegmentBytes;
+            var files = _files;
+            _spare = Task.Run(() => PrepareSpare(files, size));
+        }
+    }
+
+    /// <summary>Whether a prepared spare is there to be renamed (preparing it now when <see cref="SegmentPreallocation.Inline"/>).</summary>
+    private bool TakeSpare()
+    {
+        switch (_options.Preallocation)
+        {
+            case SegmentPreallocation.Inline:
+                PrepareSpare(_files, _options.SegmentBytes);
+                return true;
+            case SegmentPreallocation.Background when _spare is { IsCompleted: true } done:
+                _spare = null;
+                if (done.IsCompletedSuccessfully)
+                {
+                    return true;
+                }
+                // Not the log's data: the segment grows instead, and the next one is tried again. A disk that fails for
+                // good fails the log's own next write, which poisons the store.
+                LogSpareFailed(SparePath, done.Exception?.GetBaseException());
+                return false;
+            case SegmentPreallocation.Background:
+                if (_spare is not null)
+                {
+                    LogSpareNotReady(SparePath);
+                }
+                return false;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Writes <see cref="SparePath"/> with zeros to <paramref name="size"/> bytes and syncs it.</summary>
+    private static void PrepareSpare(IFileSystem files, long size)
+    {
+        using var file = files.Open(SparePath, create: true);
+        file.SetLength(0);
+        for (long offset = 0; offset < size; offset += Zeros.Length)
+        {
+            file.Write(offset, Zeros.AsSpan(0, (int)Math.Min(Zeros.Length, size - offset)));
+        }
+        file.Sync();
     }
 
     private void WriteMeta()
@@ -590,6 +688,12 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
 
     [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "{Path}: could not delete a compacted segment")]
     private partial void LogDeleteFailed(string path, Exception error);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "{Path}: preparing the next segment failed; it starts empty and grows instead")]
+    private partial void LogSpareFailed(string path, Exception? error);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "{Path}: the next segment was not ready yet; it starts empty and grows instead")]
+    private partial void LogSpareNotReady(string path);
 
     private readonly record struct EntryLocation(Segment Segment, long Offset);
 

@@ -8,6 +8,9 @@ namespace RaftKv.Storage.Tests;
 /// <summary>The write-ahead log on this machine's real disk, with real fsync and a real SIGKILL.</summary>
 public sealed class RealDiskTests : IDisposable
 {
+    // A segment that grows, so that its length on disk is the log's (WalPreallocationTests has preallocated ones).
+    private static readonly StorageOptions Growing = new() { Preallocation = SegmentPreallocation.None };
+
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "raftkv-wal-" + Guid.NewGuid().ToString("N"));
 
     public void Dispose()
@@ -49,7 +52,7 @@ public sealed class RealDiskTests : IDisposable
         var files = new PhysicalFileSystem(_directory);
         long valid;
         string segment;
-        using (var store = new WalLogStore(files))
+        using (var store = new WalLogStore(files, Growing))
         {
             store.Load();
             store.SetHardState(new HardState(new Term(1), NodeId.None, LogIndex.Zero));
@@ -65,7 +68,7 @@ public sealed class RealDiskTests : IDisposable
             stream.SetLength(valid + 50); // the last batch only half made it
         }
 
-        using var reopened = new WalLogStore(files);
+        using var reopened = new WalLogStore(files, Growing);
         var state = reopened.Load();
 
         state.LastIndex.Should().Be(new LogIndex(10));

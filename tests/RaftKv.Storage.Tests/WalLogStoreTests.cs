@@ -6,7 +6,9 @@ namespace RaftKv.Storage.Tests;
 
 public sealed class WalLogStoreTests
 {
-    private static readonly StorageOptions SmallSegments = new() { SegmentBytes = 4096 };
+    // These tests read a segment's length on disk as the log's, so their segments grow (WalPreallocationTests has the others).
+    private static readonly StorageOptions SmallSegments = new() { SegmentBytes = 4096, Preallocation = SegmentPreallocation.None };
+    private static readonly StorageOptions Growing = new() { Preallocation = SegmentPreallocation.None };
 
     private static LogEntry Entry(ulong index, ulong term, int size = 40) =>
         new(new LogIndex(index), new Term(term), EntryKind.Normal, Payload(index, term, size));
@@ -94,14 +96,17 @@ public sealed class WalLogStoreTests
         later.Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal((4UL, 5UL));
     }
 
-    [Fact]
-    public void A_crash_at_any_point_of_an_append_loses_only_entries_not_yet_reported_persisted()
+    [Theory]
+    [InlineData(SegmentPreallocation.None)]
+    [InlineData(SegmentPreallocation.Inline)]
+    public void A_crash_at_any_point_of_an_append_loses_only_entries_not_yet_reported_persisted(SegmentPreallocation preallocation)
     {
+        var options = SmallSegments with { Preallocation = preallocation };
         for (var seed = 0; seed < 300; seed++)
         {
             var random = new Random(seed);
             var disk = new SimFileSystem();
-            var store = Open(disk, SmallSegments, out _);
+            var store = Open(disk, options, out _);
             var persisted = new List<(ulong Index, ulong Term)>(); // what Sync reported durable
             var model = new List<(ulong Index, ulong Term)>();
             ulong term = 1;
@@ -139,7 +144,7 @@ public sealed class WalLogStoreTests
             }
 
             disk.Crash(random);
-            using var reopened = new WalLogStore(disk, SmallSegments);
+            using var reopened = new WalLogStore(disk, options);
             var recovered = reopened.Load().Entries.Select(e => (e.Index.Value, e.Term.Value)).ToList();
 
             // Everything reported persisted is there; the unsynced batch is there whole or not at all.
@@ -195,7 +200,7 @@ public sealed class WalLogStoreTests
         // The segment header is 32 bytes; the first entry record starts right after it. Flip a bit of its data.
         disk.FlipBit(segment, 32 + 12 + 20, 3);
 
-        var open = () => new WalLogStore(disk).Load();
+        var open = () => new WalLogStore(disk, Growing).Load();
 
         open.Should().Throw<StorageException>().WithMessage($"{segment}: a bad checksum at offset 32, followed by a complete batch at offset *: the log is damaged, not torn");
     }
@@ -214,7 +219,7 @@ public sealed class WalLogStoreTests
         var lastEntryRecord = length - 32 - (12 + 17 + 40);
         disk.FlipBit(segment, lastEntryRecord + 30, 0);
 
-        var open = () => new WalLogStore(disk).Load();
+        var open = () => new WalLogStore(disk, Growing).Load();
 
         open.Should().Throw<StorageException>().WithMessage($"{segment}: a bad checksum at offset {lastEntryRecord}, followed by a complete batch*");
     }
@@ -343,7 +348,7 @@ public sealed class WalLogStoreTests
         }
         disk.FlipBit("state", 20, 2);
 
-        var open = () => new WalLogStore(disk).Load();
+        var open = () => new WalLogStore(disk, Growing).Load();
 
         open.Should().Throw<StorageException>().WithMessage("state: damaged log state file*");
     }
@@ -360,7 +365,7 @@ public sealed class WalLogStoreTests
         }
         disk.Delete("state");
 
-        var open = () => new WalLogStore(disk).Load();
+        var open = () => new WalLogStore(disk, Growing).Load();
 
         open.Should().Throw<StorageException>().WithMessage("wal/ holds 1 segments but the state file is missing*");
     }

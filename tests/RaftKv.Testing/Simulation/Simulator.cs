@@ -112,7 +112,15 @@ public sealed class Simulator
             SnapshotKeepEntries = options.SnapshotKeepEntries ?? _loopOptions.SnapshotKeepEntries,
         };
         // Small segments, so that segments roll and compaction deletes them.
-        _storageOptions = new StorageOptions { SegmentBytes = _random.Next(4_096, 65_536), SnapshotsToKeep = 2 };
+        // Odd seeds preallocate every segment (zeros up to SegmentBytes, overwritten in place), even seeds let them grow: both
+        // recovery paths under crashes. Preallocated inline, since this disk is not thread-safe. (Not drawn: the sequence of
+        // draws stays what it was.)
+        _storageOptions = new StorageOptions
+        {
+            SegmentBytes = _random.Next(4_096, 65_536),
+            SnapshotsToKeep = 2,
+            Preallocation = options.Seed % 2 != 0 ? SegmentPreallocation.Inline : SegmentPreallocation.None,
+        };
         // Half the seeds that change membership promote a learner only once it is nearly caught up, so that promotions are
         // refused (Busy) as well. (Drawn only then: runs without membership changes keep their sequence of draws.)
         _maxPromoteLagEntries = Has(FaultKinds.Membership) && _random.Next(2) == 0 ? _random.Next(2, 40) : DefaultMaxPromoteLagEntries;
@@ -413,13 +421,13 @@ public sealed class Simulator
     private void FlipBitAndExpectRefusal(SimNode node)
     {
         // What the node will find: recover it once (this cuts a torn tail, as the real start would), then damage it.
-        IReadOnlyList<string> segments;
+        List<(string Path, long Length)> candidates;
         using (var probe = new WalLogStore(node.Disk, _storageOptions))
         {
             probe.Load();
-            segments = probe.SegmentPaths;
+            // Where the records end, not the file: a preallocated segment's zeros after them hold no record to damage.
+            candidates = [.. probe.SegmentPaths.Zip(probe.SegmentLengths)];
         }
-        var candidates = segments.Select(path => (Path: path, Length: node.Disk.ReadAll(path).Length)).ToList();
         if (candidates.Count == 0)
         {
             return; // an installed snapshot left no segment yet
@@ -432,7 +440,7 @@ public sealed class Simulator
             return;
         }
         var (path, length) = candidates[_random.Next(candidates.Count)];
-        var offset = _random.Next(length);
+        var offset = _random.Next((int)length);
         var bit = _random.Next(8);
         node.Disk.FlipBit(path, offset, bit);
         try

@@ -1,0 +1,409 @@
+using System.Text;
+using RaftKv.RaftCore;
+using RaftKv.Testing;
+
+namespace RaftKv.Storage.Tests;
+
+/// <summary>
+/// Segments written with zeros before the log uses them (<see cref="StorageOptions.Preallocation"/>): batches overwrite
+/// the zeros in place, and recovery tells the zeros never written from a torn tail.
+/// </summary>
+public sealed class WalPreallocationTests : IDisposable
+{
+    private const int SegmentBytes = 4096;
+
+    private static readonly StorageOptions Inline = new() { SegmentBytes = SegmentBytes, Preallocation = SegmentPreallocation.Inline };
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "raftkv-prealloc-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory))
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    private static LogEntry Entry(ulong index, ulong term = 1, int size = 40) =>
+        new(new LogIndex(index), new Term(term), EntryKind.Normal,
+            Encoding.ASCII.GetBytes($"{index}/{term}:".PadRight(size, (char)('a' + (int)(index % 26)))));
+
+    private static void Write(WalLogStore store, params LogEntry[] entries)
+    {
+        store.Append(entries);
+        store.Sync();
+    }
+
+    private static ulong[] Indexes(PersistentState state) => [.. state.Entries.Select(e => e.Index.Value)];
+
+    private static string OnlySegment(IFileSystem disk) => "wal/" + disk.List("wal").Single(n => n.EndsWith(".wal", StringComparison.Ordinal));
+
+    [Fact]
+    public void A_preallocated_segment_is_written_in_place_and_its_zeros_are_not_a_torn_tail()
+    {
+        var disk = new SimFileSystem();
+        string segment;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1), Entry(2));
+            Write(store, Entry(3));
+            segment = OnlySegment(disk);
+            disk.ReadAll(segment).Length.Should().Be(SegmentBytes, "the segment was zero-filled before its first batch");
+            store.SizeBytes.Should().BeLessThan(SegmentBytes / 4, "the log's size is its records', not the file's");
+            disk.Exists(WalLogStore.SparePath).Should().BeFalse("the spare became the segment");
+        }
+
+        using (var reopened = new WalLogStore(disk, Inline))
+        {
+            Indexes(reopened.Load()).Should().Equal(1, 2, 3);
+            reopened.RepairedTornTail.Should().BeNull("zeros after the last complete batch were never written");
+            Write(reopened, Entry(4));
+        }
+
+        disk.ReadAll(segment).Length.Should().Be(SegmentBytes, "the next batch went into the zeros, not past them");
+        using var again = new WalLogStore(disk, Inline);
+        Indexes(again.Load()).Should().Equal(1, 2, 3, 4);
+        again.RepairedTornTail.Should().BeNull();
+    }
+
+    [Fact]
+    public void A_batch_whose_commit_record_never_landed_is_a_torn_tail_before_the_zeros()
+    {
+        var disk = new SimFileSystem();
+        long validEnd;
+        string segment;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1), Entry(2));
+            validEnd = store.SizeBytes;
+            Write(store, Entry(3), Entry(4));
+            segment = OnlySegment(disk);
+        }
+        // Power failed in the last batch: its entries landed, its commit record did not (zeros are all that is there).
+        using (var file = disk.Open(segment, create: false))
+        {
+            var lastCommit = FindLastCommitRecord(disk.ReadAll(segment));
+            lastCommit.Should().BeGreaterThan(validEnd);
+            file.Write(lastCommit, new byte[WalLogStore.CommitRecordBytes]);
+            file.Sync();
+        }
+
+        using var reopened = new WalLogStore(disk, Inline);
+        Indexes(reopened.Load()).Should().Equal(1, 2);
+        reopened.RepairedTornTail.Should().Be($"{segment} at offset {validEnd}");
+        Write(reopened, Entry(3, term: 2));
+        using var again = new WalLogStore(disk, Inline);
+        again.Load().Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal((1UL, 1UL), (2UL, 1UL), (3UL, 2UL));
+    }
+
+    [Fact]
+    public void Half_a_record_before_the_zeros_is_a_torn_tail_and_a_complete_batch_after_it_is_damage()
+    {
+        var disk = new SimFileSystem();
+        long validEnd;
+        string segment;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1));
+            validEnd = store.SizeBytes;
+            segment = OnlySegment(disk);
+        }
+        var garbage = Encoding.ASCII.GetBytes("the first half of a record that never finished");
+        using (var file = disk.Open(segment, create: false))
+        {
+            file.Write(validEnd + 3, garbage);
+            file.Sync();
+        }
+        using (var reopened = new WalLogStore(disk, Inline))
+        {
+            Indexes(reopened.Load()).Should().Equal(1);
+            reopened.RepairedTornTail.Should().Be($"{segment} at offset {validEnd}");
+            Write(reopened, Entry(2));
+        }
+
+        // A complete batch after a bad record is damage, zeros or not.
+        var bytes = disk.ReadAll(segment);
+        using (var file = disk.Open(segment, create: false))
+        {
+            file.Write(validEnd + 20, [(byte)(bytes[validEnd + 20] ^ 0x10)]);
+            file.Sync();
+        }
+        var open = () => new WalLogStore(disk, Inline).Load();
+        open.Should().Throw<StorageException>().WithMessage($"{segment}: a bad checksum at offset {validEnd}, followed by a complete batch at offset *");
+    }
+
+    [Fact]
+    public void A_segment_closed_before_its_zeros_were_used_is_read_through_them()
+    {
+        // Preallocated to 8 KiB, then SegmentBytes lowered to 4 KiB: the first segment is closed with zeros left in it.
+        var disk = new SimFileSystem();
+        var larger = Inline with { SegmentBytes = 2 * SegmentBytes };
+        using (var store = new WalLogStore(disk, larger))
+        {
+            store.Load();
+            for (ulong i = 1; i <= 50; i++)
+            {
+                Write(store, Entry(i, size: 60));
+            }
+            store.SizeBytes.Should().BeInRange(SegmentBytes, (2 * SegmentBytes) - 1);
+        }
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            Indexes(store.Load()).Should().HaveCount(50);
+            Write(store, Entry(51));
+            store.SegmentCount.Should().Be(2);
+        }
+
+        using var reopened = new WalLogStore(disk, Inline);
+        Indexes(reopened.Load()).Should().Equal(Enumerable.Range(1, 51).Select(i => (ulong)i));
+        reopened.RepairedTornTail.Should().BeNull();
+    }
+
+    [Fact]
+    public void A_spare_left_by_an_earlier_run_is_deleted_when_the_log_loads()
+    {
+        var disk = new SimFileSystem();
+        using (var file = disk.Open(WalLogStore.SparePath, create: true))
+        {
+            file.Write(0, new byte[100]); // half prepared, never synced
+        }
+        using var store = new WalLogStore(disk, Inline);
+        store.Load();
+        disk.Exists(WalLogStore.SparePath).Should().BeFalse();
+    }
+
+    [Fact]
+    public async Task A_batch_does_not_wait_for_a_spare_in_preparation_and_later_segments_take_theirs()
+    {
+        var disk = new GatedFileSystem(new SimFileSystem());
+        var options = new StorageOptions { SegmentBytes = SegmentBytes, Preallocation = SegmentPreallocation.Background };
+        using var store = new WalLogStore(disk, options);
+        store.Load();
+        store.SparePreparation.Should().NotBeNull("a spare is prepared from the start, for the first segment");
+
+        // The spare is stuck: the first segment starts empty and grows.
+        Write(store, Entry(1));
+        var first = OnlySegment(disk);
+        disk.Length(first).Should().Be(store.SizeBytes, "the segment did not wait for the spare");
+
+        disk.OpenSpare.Set();
+        await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30));
+        ulong next = 2;
+        while (store.SegmentCount < 2)
+        {
+            Write(store, Entry(next++, size: 200));
+        }
+        var second = "wal/" + disk.List("wal").Where(n => n.EndsWith(".wal", StringComparison.Ordinal)).Last();
+        disk.Length(second).Should().Be(SegmentBytes, "the prepared spare became the second segment");
+
+        await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30)); // the next spare, prepared in turn
+        disk.Length(WalLogStore.SparePath).Should().Be(SegmentBytes);
+    }
+
+    [Fact]
+    public async Task A_spare_that_cannot_be_prepared_leaves_the_log_usable_with_segments_that_grow()
+    {
+        var disk = new GatedFileSystem(new SimFileSystem()) { FailSpare = true };
+        disk.OpenSpare.Set();
+        var options = new StorageOptions { SegmentBytes = SegmentBytes, Preallocation = SegmentPreallocation.Background };
+        using (var store = new WalLogStore(disk, options))
+        {
+            store.Load();
+            var preparation = store.SparePreparation!;
+            var prepared = () => preparation.WaitAsync(TimeSpan.FromSeconds(30));
+            await prepared.Should().ThrowAsync<IOException>();
+            for (ulong i = 1; i <= 40; i++)
+            {
+                Write(store, Entry(i, size: 200));
+            }
+            store.SegmentCount.Should().BeGreaterThan(1);
+        }
+
+        using var reopened = new WalLogStore(disk, options);
+        Indexes(reopened.Load()).Should().Equal(Enumerable.Range(1, 40).Select(i => (ulong)i));
+    }
+
+    [Fact]
+    public async Task On_a_real_disk_segments_are_preallocated_and_a_torn_batch_in_one_is_cut()
+    {
+        Directory.CreateDirectory(_directory);
+        var files = new PhysicalFileSystem(_directory);
+        var options = new StorageOptions { SegmentBytes = 256 * 1024, Preallocation = SegmentPreallocation.Background };
+        string segment;
+        long validEnd;
+        using (var store = new WalLogStore(files, options))
+        {
+            store.Load();
+            await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30));
+            Write(store, [.. Enumerable.Range(1, 10).Select(i => Entry((ulong)i))]);
+            validEnd = store.SizeBytes;
+            Write(store, Entry(11));
+            segment = Path.Combine(_directory, OnlySegment(files));
+            new FileInfo(segment).Length.Should().Be(options.SegmentBytes);
+        }
+        using (var stream = new FileStream(segment, FileMode.Open))
+        {
+            // The last batch only half made it: what follows its first 50 bytes never reached the disk.
+            stream.Position = validEnd + 50;
+            stream.Write(new byte[WalLogStore.CommitRecordBytes + 100]);
+        }
+
+        using (var reopened = new WalLogStore(files, options))
+        {
+            Indexes(reopened.Load()).Should().Equal(Enumerable.Range(1, 10).Select(i => (ulong)i));
+            reopened.RepairedTornTail.Should().EndWith($"at offset {validEnd}");
+            Write(reopened, Entry(11, term: 2));
+        }
+        using var again = new WalLogStore(files, options);
+        again.Load().Entries.Select(e => (e.Index.Value, e.Term.Value)).Last().Should().Be((11UL, 2UL));
+        again.RepairedTornTail.Should().BeNull();
+    }
+
+    /// <summary>Where the last commit record starts: its magic follows the 12-byte record header.</summary>
+    private static long FindLastCommitRecord(byte[] segment) =>
+        segment.AsSpan().LastIndexOf("RKVBATCH"u8) - 12;
+
+    /// <summary>
+    /// A file system safe for the background preparer (every call under one lock), whose spare is held until
+    /// <see cref="OpenSpare"/> is set, or fails when <see cref="FailSpare"/>.
+    /// </summary>
+    private sealed class GatedFileSystem(SimFileSystem inner) : IFileSystem
+    {
+        private readonly Lock _lock = new();
+
+        public ManualResetEventSlim OpenSpare { get; } = new();
+
+        public bool FailSpare { get; init; }
+
+        public long Length(string path)
+        {
+            lock (_lock)
+            {
+                return inner.ReadAll(path).Length;
+            }
+        }
+
+        public IReadOnlyList<string> List(string directory)
+        {
+            lock (_lock)
+            {
+                return inner.List(directory);
+            }
+        }
+
+        public bool Exists(string path)
+        {
+            lock (_lock)
+            {
+                return inner.Exists(path);
+            }
+        }
+
+        public void CreateDirectory(string directory)
+        {
+            lock (_lock)
+            {
+                inner.CreateDirectory(directory);
+            }
+        }
+
+        public IStorageFile Open(string path, bool create)
+        {
+            if (path == WalLogStore.SparePath && create)
+            {
+                OpenSpare.Wait(TimeSpan.FromSeconds(30));
+                if (FailSpare)
+                {
+                    throw new IOException("simulated: no space left on device");
+                }
+            }
+            lock (_lock)
+            {
+                return new LockedFile(inner.Open(path, create), _lock);
+            }
+        }
+
+        public void Delete(string path)
+        {
+            lock (_lock)
+            {
+                inner.Delete(path);
+            }
+        }
+
+        public void Rename(string from, string to)
+        {
+            lock (_lock)
+            {
+                inner.Rename(from, to);
+            }
+        }
+
+        public void SyncDirectory(string directory)
+        {
+            lock (_lock)
+            {
+                inner.SyncDirectory(directory);
+            }
+        }
+
+        private sealed class LockedFile(IStorageFile file, Lock gate) : IStorageFile
+        {
+            public string Path => file.Path;
+
+            public long Length
+            {
+                get
+                {
+                    lock (gate)
+                    {
+                        return file.Length;
+                    }
+                }
+            }
+
+            public int Read(long offset, Span<byte> buffer)
+            {
+                lock (gate)
+                {
+                    return file.Read(offset, buffer);
+                }
+            }
+
+            public void Write(long offset, ReadOnlySpan<byte> data)
+            {
+                lock (gate)
+                {
+                    file.Write(offset, data);
+                }
+            }
+
+            public void SetLength(long length)
+            {
+                lock (gate)
+                {
+                    file.SetLength(length);
+                }
+            }
+
+            public void Sync()
+            {
+                lock (gate)
+                {
+                    file.Sync();
+                }
+            }
+
+            public void Dispose()
+            {
+                lock (gate)
+                {
+                    file.Dispose();
+                }
+            }
+        }
+    }
+}
