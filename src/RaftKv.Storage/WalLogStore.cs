@@ -613,8 +613,19 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             case SegmentPreallocation.Inline:
                 PrepareSpare(_files, _options.SegmentBytes);
                 return true;
-            case SegmentPreallocation.Background when _spare is { IsCompleted: true } done:
+            case SegmentPreallocation.Background when _spare is not null && (_spare.IsCompleted || _segments.Count == 0):
+                // A log without segments (a new one, or one that just installed a snapshot) waits for its spare: it starts
+                // once, and a first segment that grows would be the one that every batch of a short-lived cluster pays for.
+                var done = _spare;
                 _spare = null;
+                try
+                {
+                    done.Wait();
+                }
+                catch (AggregateException)
+                {
+                    // Logged below.
+                }
                 if (done.IsCompletedSuccessfully)
                 {
                     return true;

@@ -38,6 +38,8 @@ public sealed class WalPreallocationTests : IDisposable
 
     private static string OnlySegment(IFileSystem disk) => "wal/" + disk.List("wal").Single(n => n.EndsWith(".wal", StringComparison.Ordinal));
 
+    private static string LastSegment(IFileSystem disk) => "wal/" + disk.List("wal").Last(n => n.EndsWith(".wal", StringComparison.Ordinal));
+
     [Fact]
     public void A_preallocated_segment_is_written_in_place_and_its_zeros_are_not_a_torn_tail()
     {
@@ -176,31 +178,49 @@ public sealed class WalPreallocationTests : IDisposable
     }
 
     [Fact]
-    public async Task A_batch_does_not_wait_for_a_spare_in_preparation_and_later_segments_take_theirs()
+    public async Task A_new_log_waits_for_its_first_spare_and_a_later_segment_does_not_wait_for_one()
     {
         var disk = new GatedFileSystem(new SimFileSystem());
+        disk.OpenSpare.Set();
         var options = new StorageOptions { SegmentBytes = SegmentBytes, Preallocation = SegmentPreallocation.Background };
         using var store = new WalLogStore(disk, options);
         store.Load();
         store.SparePreparation.Should().NotBeNull("a spare is prepared from the start, for the first segment");
 
-        // The spare is stuck: the first segment starts empty and grows.
+        // At once, while the spare may still be in preparation: a log without segments waits for it.
         Write(store, Entry(1));
-        var first = OnlySegment(disk);
-        disk.Length(first).Should().Be(store.SizeBytes, "the segment did not wait for the spare");
+        disk.Length(OnlySegment(disk)).Should().Be(SegmentBytes, "the first segment is the spare");
 
+        // The second segment takes the spare prepared meanwhile; the one after it is held.
+        await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30));
+        var held = disk.HoldSpare();
+        ulong next = 2;
+        void FillUntil(int segments)
+        {
+            while (store.SegmentCount < segments)
+            {
+                Write(store, Entry(next++, size: 200));
+            }
+        }
+        FillUntil(2);
+        disk.Length(LastSegment(disk)).Should().Be(SegmentBytes, "the spare prepared meanwhile became the second segment");
+        await held.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // The third segment does not wait for the held spare: it starts empty and grows.
+        FillUntil(3);
+        disk.Length(LastSegment(disk)).Should().Be(store.SegmentLengths[^1], "the third segment did not wait for the held spare");
+        disk.Length(LastSegment(disk)).Should().BeLessThan(SegmentBytes);
+
+        // Once the spare is there, the next segment takes it.
         disk.OpenSpare.Set();
         await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30));
-        ulong next = 2;
-        while (store.SegmentCount < 2)
-        {
-            Write(store, Entry(next++, size: 200));
-        }
-        var second = "wal/" + disk.List("wal").Where(n => n.EndsWith(".wal", StringComparison.Ordinal)).Last();
-        disk.Length(second).Should().Be(SegmentBytes, "the prepared spare became the second segment");
-
+        FillUntil(4);
+        disk.Length(LastSegment(disk)).Should().Be(SegmentBytes, "the spare prepared late became the fourth segment");
         await store.SparePreparation!.WaitAsync(TimeSpan.FromSeconds(30)); // the next spare, prepared in turn
         disk.Length(WalLogStore.SparePath).Should().Be(SegmentBytes);
+
+        using var reopened = new WalLogStore(disk, options with { Preallocation = SegmentPreallocation.None });
+        Indexes(reopened.Load()).Should().Equal(Enumerable.Range(1, (int)next - 1).Select(i => (ulong)i));
     }
 
     [Fact]
@@ -274,9 +294,19 @@ public sealed class WalPreallocationTests : IDisposable
     {
         private readonly Lock _lock = new();
 
+        private TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public ManualResetEventSlim OpenSpare { get; } = new();
 
         public bool FailSpare { get; init; }
+
+        /// <summary>Holds the next spare's preparation until <see cref="OpenSpare"/> is set; the task completes once one is held.</summary>
+        public Task HoldSpare()
+        {
+            _held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            OpenSpare.Reset();
+            return _held.Task;
+        }
 
         public long Length(string path)
         {
@@ -314,6 +344,10 @@ public sealed class WalPreallocationTests : IDisposable
         {
             if (path == WalLogStore.SparePath && create)
             {
+                if (!OpenSpare.IsSet)
+                {
+                    _held.TrySetResult();
+                }
                 OpenSpare.Wait(TimeSpan.FromSeconds(30));
                 if (FailSpare)
                 {
