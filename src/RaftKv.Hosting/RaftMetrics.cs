@@ -60,7 +60,7 @@ internal sealed class RaftMetrics
         _peerConnected = Factory.CreateGauge("raftkv_peer_connected", "1 if this node's stream to the peer is up.", new GaugeConfiguration { LabelNames = ["peer"] });
         _droppedMessages = Factory.CreateGauge("raftkv_dropped_messages", "Raft messages dropped because a queue was full, by where they were dropped.", new GaugeConfiguration { LabelNames = ["queue"] });
         _storageFailed = Factory.CreateGauge("raftkv_storage_failed", "1 once a write or fsync failed; the node takes no more writes until restarted.");
-        _walBytes = Factory.CreateGauge("raftkv_wal_bytes", "Bytes in the write-ahead log's segments.");
+        _walBytes = Factory.CreateGauge("raftkv_wal_bytes", "Bytes of records in the write-ahead log's segments (preallocated segments take more disk).");
         _snapshotBytes = Factory.CreateGauge("raftkv_snapshot_bytes", "Size of the newest snapshot file.");
         var proposals = Factory.CreateCounter("raftkv_proposals_total", "Writes proposed on this node, by outcome.", new CounterConfiguration { LabelNames = ["outcome"] });
         // One child per outcome, made once: no label strings per write (and every outcome is exported from the start).

@@ -13,7 +13,7 @@ namespace RaftKv.Storage;
 /// <item>Group commit: every entry appended between two <see cref="Sync"/> calls goes out in one write, closed by a commit
 /// record, followed by one fsync. An entry counts as persisted only after that fsync returned.</item>
 /// <item>A conflicting suffix is cut by appending: an entry at an index the log already holds replaces it and everything
-/// after it, on replay as in memory. Nothing written is ever overwritten in place.</item>
+/// after it, on replay as in memory. No record is ever overwritten in place.</item>
 /// <item>Segments are named <c>{generation}-{first index}.wal</c>. Installing a snapshot starts a new generation, so that
 /// old segments can never be mistaken for the log after it.</item>
 /// <item>A segment is preallocated (<see cref="StorageOptions.Preallocation"/>): <c>spare.tmp</c> is written with zeros to
@@ -24,7 +24,10 @@ namespace RaftKv.Storage;
 /// </list>
 /// Recovery rules (<see cref="Load"/>): records after the last commit record of the last segment were never acknowledged
 /// (their fsync never returned): they are a torn tail, cut off and logged with their offset. Zeros from the end of the last
-/// complete batch to the end of a file are space never written (a preallocated segment's), not a tail. A bad record anywhere else,
+/// complete batch to the end of a file are space never written (a preallocated segment's), not a tail. A batch written
+/// into zeros can tear out of order (a later sector on disk, an earlier one not): a bad record followed by a commit
+/// record is still a torn tail when that commit record is the last thing in the file and a sector between them is still
+/// all zeros (<see cref="IsTornOverwrite"/>). A bad record anywhere else,
 /// or one followed by a complete batch, a gap between entries, or a missing segment stops the node with the file and
 /// offset. A failed write or fsync poisons the store: it is never retried as if nothing happened.
 /// Not thread-safe: the node loop owns it.
@@ -82,7 +85,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
     private long _sizeBytes;
     private int _segmentCount;
 
-    /// <summary>Bytes the segments hold on disk (safe to read from any thread).</summary>
+    /// <summary>Bytes of log records in the segments (safe to read from any thread); preallocated files take more disk.</summary>
     public long SizeBytes => Volatile.Read(ref _sizeBytes);
 
     /// <summary>Segments on disk (safe to read from any thread).</summary>
@@ -118,7 +121,6 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         {
             _files.Delete(SparePath); // prepared by an earlier run, perhaps only in part: it may never have been synced
         }
-        StartPreparingSpare(); // for the first segment this run starts
         var names = _files.List(Directory).Where(n => n.EndsWith(".wal", StringComparison.Ordinal)).ToList();
         var meta = LogMeta.Read(_files);
         if (meta is null)
@@ -193,7 +195,19 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             throw new StorageException(
                 $"{LogMeta.FileName}: commit index {_hardState.Commit.Value} is beyond the log's last index {_lastIndex.Value}: committed entries are missing from {Directory}/");
         }
+        try
+        {
+            // The names as found are durable from here on: a segment renamed from the spare by a process that died before
+            // its directory fsync is replayed now, and a batch that overwrites zeros commits no journal that would carry
+            // the name along. Deletions and a cut torn tail too.
+            _files.SyncDirectory(Directory);
+        }
+        catch (IOException error)
+        {
+            throw Fail($"{Directory}/: syncing the directory after recovery failed: {error.Message}", error);
+        }
         Remeasure();
+        StartPreparingSpare(); // for the first segment this run starts (only now: a failed Load leaves nothing running)
         return new PersistentState(_hardState, null, _baseIndex, _baseTerm, entries);
     }
 
@@ -448,7 +462,9 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             {
                 // Zeros to the end of the file after a complete batch: a preallocated segment's space, never written. (In a
                 // segment that is not the last too: one preallocated to a larger SegmentBytes, closed when it was lowered.)
-                length = badAt;
+                // The log ends with its last complete batch: a segment header whose first batch never landed counts for
+                // nothing, so a last segment left with it alone is deleted, as one torn away entirely.
+                length = lastComplete;
             }
             else if (badAt >= 0 || pending.Count > 0)
             {
@@ -457,7 +473,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                     var where = badAt >= 0 ? $"{problem} at offset {badAt}" : $"a batch without its commit record at offset {lastComplete}";
                     throw new StorageException($"{segment.Path}: {where}, in a segment that is not the last: the log is damaged");
                 }
-                if (badAt >= 0 && FindCommitRecord(data, badAt + 1, maxPayload) is { } later)
+                if (badAt >= 0 && FindCommitRecord(data, badAt + 1, maxPayload) is { } later && !IsTornOverwrite(data, lastComplete, later))
                 {
                     throw new StorageException(
                         $"{segment.Path}: {problem} at offset {badAt}, followed by a complete batch at offset {later}: the log is damaged, not torn");
@@ -531,6 +547,36 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         {
             throw new StorageException($"{segment.Path}: the commit record at offset {position} does not match the {pending.Count} entries before it");
         }
+    }
+
+    /// <summary>Bytes of the sector, the unit a disk writes whole or not at all: the smallest there is.</summary>
+    private const int SectorBytes = 512;
+
+    /// <summary>
+    /// Whether the commit record at <paramref name="commitAt"/>, found after a bad record, closes a batch torn on its way
+    /// into a preallocated segment's zeros: a disk writes the sectors of one write in any order, so the sector with the
+    /// commit record can land while an earlier one does not, and that one still holds what it held, the zeros (and the end
+    /// of the batch before). Torn if the commit record is the last thing in the file (zeros only after it) and some sector
+    /// between the last complete batch and it holds, from the batch's start on, only zeros. Damage to the very last batch
+    /// that zeroes a sector looks the same (the limit in docs/architecture.md, "Recovery").
+    /// </summary>
+    private static bool IsTornOverwrite(ReadOnlySpan<byte> data, long lastComplete, long commitAt)
+    {
+        var commitEnd = commitAt + CommitRecordBytes;
+        if (commitEnd > data.Length || data[(int)commitEnd..].IndexOfAnyExcept((byte)0) >= 0)
+        {
+            return false;
+        }
+        for (var sector = lastComplete / SectorBytes * SectorBytes; sector + SectorBytes <= commitAt; sector += SectorBytes)
+        {
+            // At least a record header's worth: no record starts with 12 zero bytes (its length is never 0).
+            var from = Math.Max(sector, lastComplete);
+            if (sector + SectorBytes - from >= WalFormat.HeaderBytes && data[(int)from..(int)(sector + SectorBytes)].IndexOfAnyExcept((byte)0) < 0)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>The offset of a valid commit record at or after <paramref name="from"/>, or null.</summary>

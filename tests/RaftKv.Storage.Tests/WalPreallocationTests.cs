@@ -101,7 +101,7 @@ public sealed class WalPreallocationTests : IDisposable
     }
 
     [Fact]
-    public void Half_a_record_before_the_zeros_is_a_torn_tail_and_a_complete_batch_after_it_is_damage()
+    public void Half_a_record_before_the_zeros_is_a_torn_tail()
     {
         var disk = new SimFileSystem();
         long validEnd;
@@ -125,16 +125,93 @@ public sealed class WalPreallocationTests : IDisposable
             reopened.RepairedTornTail.Should().Be($"{segment} at offset {validEnd}");
             Write(reopened, Entry(2));
         }
+        using var again = new WalLogStore(disk, Inline);
+        Indexes(again.Load()).Should().Equal(1, 2);
+    }
 
-        // A complete batch after a bad record is damage, zeros or not.
-        var bytes = disk.ReadAll(segment);
+    [Theory]
+    [InlineData(1, "a later batch follows")]
+    [InlineData(2, "the damaged batch is the last, but none of its sectors is zeros")]
+    public void A_bad_record_before_a_complete_batch_in_a_preallocated_segment_is_damage(int damagedBatch, string because)
+    {
+        var disk = new SimFileSystem();
+        long secondBatch;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1, size: 200), Entry(2, size: 200));
+            secondBatch = store.SizeBytes;
+            Write(store, Entry(3, size: 200));
+        }
+        var segment = OnlySegment(disk);
+        var damagedRecord = damagedBatch == 1 ? 32 : secondBatch;
+        disk.FlipBit(segment, damagedRecord + 40, 2);
+
+        var open = () => new WalLogStore(disk, Inline).Load();
+
+        open.Should().Throw<StorageException>(because)
+            .WithMessage($"{segment}: a bad checksum at offset {damagedRecord}, followed by a complete batch at offset *: the log is damaged, not torn");
+    }
+
+    [Fact]
+    public void A_batch_whose_sectors_landed_out_of_order_is_a_torn_tail_even_with_its_commit_record_there()
+    {
+        var disk = new SimFileSystem();
+        long validEnd;
+        string segment;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1));
+            validEnd = store.SizeBytes;
+            // Five entries of 300 bytes: the batch spans four sectors.
+            Write(store, [.. Enumerable.Range(2, 5).Select(i => Entry((ulong)i, size: 300))]);
+            segment = OnlySegment(disk);
+        }
+        // Power failed in the sync: the sector with the commit record landed, the second sector of the batch did not (it
+        // still holds the zeros).
+        var missing = ((validEnd / 512) + 1) * 512;
         using (var file = disk.Open(segment, create: false))
         {
-            file.Write(validEnd + 20, [(byte)(bytes[validEnd + 20] ^ 0x10)]);
+            file.Write(missing, new byte[512]);
             file.Sync();
         }
+
+        using (var reopened = new WalLogStore(disk, Inline))
+        {
+            Indexes(reopened.Load()).Should().Equal(1);
+            reopened.RepairedTornTail.Should().Be($"{segment} at offset {validEnd}");
+            Write(reopened, Entry(2, term: 2));
+        }
+        using var again = new WalLogStore(disk, Inline);
+        again.Load().Entries.Select(e => (e.Index.Value, e.Term.Value)).Should().Equal((1UL, 1UL), (2UL, 2UL));
+    }
+
+    [Fact]
+    public void A_sector_of_zeros_in_a_batch_that_a_later_batch_follows_is_damage()
+    {
+        var disk = new SimFileSystem();
+        long firstEnd;
+        string segment;
+        using (var store = new WalLogStore(disk, Inline))
+        {
+            store.Load();
+            Write(store, Entry(1));
+            firstEnd = store.SizeBytes;
+            Write(store, [.. Enumerable.Range(2, 5).Select(i => Entry((ulong)i, size: 300))]);
+            Write(store, Entry(7)); // synced after the batch before it: that batch was whole on disk
+            segment = OnlySegment(disk);
+        }
+        using (var file = disk.Open(segment, create: false))
+        {
+            file.Write(((firstEnd / 512) + 1) * 512, new byte[512]);
+            file.Sync();
+        }
+
         var open = () => new WalLogStore(disk, Inline).Load();
-        open.Should().Throw<StorageException>().WithMessage($"{segment}: a bad checksum at offset {validEnd}, followed by a complete batch at offset *");
+
+        // The zeroed sector lies in the batch's second record (its first ends before the sector).
+        open.Should().Throw<StorageException>().WithMessage($"{segment}: a bad checksum at offset *, followed by a complete batch at offset *: the log is damaged, not torn");
     }
 
     [Fact]
@@ -181,14 +258,17 @@ public sealed class WalPreallocationTests : IDisposable
     public async Task A_new_log_waits_for_its_first_spare_and_a_later_segment_does_not_wait_for_one()
     {
         var disk = new GatedFileSystem(new SimFileSystem());
-        disk.OpenSpare.Set();
         var options = new StorageOptions { SegmentBytes = SegmentBytes, Preallocation = SegmentPreallocation.Background };
         using var store = new WalLogStore(disk, options);
         store.Load();
         store.SparePreparation.Should().NotBeNull("a spare is prepared from the start, for the first segment");
 
-        // At once, while the spare may still be in preparation: a log without segments waits for it.
-        Write(store, Entry(1));
+        // While the spare is held, a log without segments waits for it.
+        var first = Task.Run(() => Write(store, Entry(1)));
+        await Task.Delay(300);
+        first.IsCompleted.Should().BeFalse("the first batch waits for the first spare");
+        disk.OpenSpare.Set();
+        await first.WaitAsync(TimeSpan.FromSeconds(30));
         disk.Length(OnlySegment(disk)).Should().Be(SegmentBytes, "the first segment is the spare");
 
         // The second segment takes the spare prepared meanwhile; the one after it is held.
@@ -348,7 +428,10 @@ public sealed class WalPreallocationTests : IDisposable
                 {
                     _held.TrySetResult();
                 }
-                OpenSpare.Wait(TimeSpan.FromSeconds(30));
+                if (!OpenSpare.Wait(TimeSpan.FromSeconds(30)))
+                {
+                    throw new TimeoutException("the test never released the spare");
+                }
                 if (FailSpare)
                 {
                     throw new IOException("simulated: no space left on device");

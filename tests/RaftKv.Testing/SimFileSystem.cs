@@ -7,7 +7,8 @@ namespace RaftKv.Testing;
 /// A disk in memory that behaves like a POSIX file system under power loss. Writes, truncations and directory changes
 /// (create, rename, delete) take effect at once in what readers see, but reach the "platter" only when the file (or, for
 /// names, the directory) is fsynced. <see cref="Crash"/> keeps what was synced plus a random prefix of what was not, and
-/// the last write it keeps may be torn. An fsync can be made to fail (EIO), after which the writes it covered are gone
+/// the last write it keeps may be torn: a prefix of it lands, or, when it overwrites bytes already on the platter, any
+/// subset of its 512-byte sectors. An fsync can be made to fail (EIO), after which the writes it covered are gone
 /// at the next crash, as with Linux's page cache after a failed fsync. Bits can be flipped in what is on the platter.
 /// </summary>
 public sealed class SimFileSystem : IFileSystem
@@ -165,6 +166,22 @@ public sealed class SimFileSystem : IFileSystem
             _pending.Clear();
         }
 
+        private void ApplySomeSectors(PendingWrite write, Random random)
+        {
+            const int sector = 512;
+            var end = write.Offset + write.Bytes!.Length;
+            for (var start = write.Offset / sector * sector; start < end; start += sector)
+            {
+                if (random.Next(2) == 0)
+                {
+                    continue;
+                }
+                var from = Math.Max(start, write.Offset);
+                var to = Math.Min(start + sector, end);
+                write.Bytes.AsSpan((int)(from - write.Offset), (int)(to - from)).CopyTo(CollectionsMarshal.AsSpan(Durable)[(int)from..]);
+            }
+        }
+
         /// <summary>After a failed fsync the kernel may have dropped these pages: they never reach the platter.</summary>
         public void DropPending() => _pending.Clear();
 
@@ -175,6 +192,13 @@ public sealed class SimFileSystem : IFileSystem
             {
                 var write = _pending[i];
                 var bytes = write.Bytes?.Length ?? 0;
+                if (i == keep - 1 && bytes > 0 && write.Offset + bytes <= Durable.Count && random.Next(2) == 0)
+                {
+                    // An overwrite of bytes already on the platter (a preallocated file's zeros) is not ordered by a change
+                    // of length: its sectors land in any order, and any of them may not land at all.
+                    ApplySomeSectors(write, random);
+                    continue;
+                }
                 // The last write that reaches the platter may be torn: only a prefix of it lands.
                 var torn = i == keep - 1 && bytes > 0 && random.Next(2) == 0 ? random.Next(bytes) : bytes;
                 Apply(Durable, write, torn);
