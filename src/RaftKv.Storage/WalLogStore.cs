@@ -386,13 +386,9 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
         {
             segment.Close();
         }
-        try
+        if (_spare is not null)
         {
-            _spare?.Wait(); // a spare half written is deleted by the next Load; only its writes must not outlive the store
-        }
-        catch (AggregateException)
-        {
-            // Already logged where it was taken; a spare is never part of the log.
+            Finish(_spare); // a spare half written is deleted by the next Load; only its writes must not outlive the store
         }
     }
 
@@ -664,15 +660,7 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
                 // once, and a first segment that grows would be the one that every batch of a short-lived cluster pays for.
                 var done = _spare;
                 _spare = null;
-                try
-                {
-                    done.Wait();
-                }
-                catch (AggregateException)
-                {
-                    // Logged below.
-                }
-                if (done.IsCompletedSuccessfully)
+                if (Finish(done))
                 {
                     return true;
                 }
@@ -689,6 +677,20 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             default:
                 return false;
         }
+    }
+
+    /// <summary>Waits for a spare's preparation; whether it succeeded (a failure is the caller's to log, or not).</summary>
+    private static bool Finish(Task preparation)
+    {
+        try
+        {
+            preparation.Wait();
+        }
+        catch (AggregateException)
+        {
+            // A spare is never part of the log: its failure is only reported.
+        }
+        return preparation.IsCompletedSuccessfully;
     }
 
     /// <summary>Writes <see cref="SparePath"/> with zeros to <paramref name="size"/> bytes and syncs it.</summary>

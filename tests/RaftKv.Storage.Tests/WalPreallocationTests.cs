@@ -153,29 +153,39 @@ public sealed class WalPreallocationTests : IDisposable
             .WithMessage($"{segment}: a bad checksum at offset {damagedRecord}, followed by a complete batch at offset *: the log is damaged, not torn");
     }
 
-    [Fact]
-    public void A_batch_whose_sectors_landed_out_of_order_is_a_torn_tail_even_with_its_commit_record_there()
+    /// <summary>
+    /// Writes entry 1, then a batch of five 300-byte entries that spans four sectors (and, if <paramref name="laterBatch"/>,
+    /// entry 7 after it), then puts back the zeros of the big batch's second sector, as if that sector never landed.
+    /// </summary>
+    private static (string Segment, long FirstBatchEnd) WriteAndLoseASector(SimFileSystem disk, bool laterBatch)
     {
-        var disk = new SimFileSystem();
-        long validEnd;
-        string segment;
+        long firstEnd;
         using (var store = new WalLogStore(disk, Inline))
         {
             store.Load();
             Write(store, Entry(1));
-            validEnd = store.SizeBytes;
-            // Five entries of 300 bytes: the batch spans four sectors.
+            firstEnd = store.SizeBytes;
             Write(store, [.. Enumerable.Range(2, 5).Select(i => Entry((ulong)i, size: 300))]);
-            segment = OnlySegment(disk);
+            if (laterBatch)
+            {
+                Write(store, Entry(7)); // synced after the batch before it: that batch was whole on disk
+            }
         }
-        // Power failed in the sync: the sector with the commit record landed, the second sector of the batch did not (it
-        // still holds the zeros).
-        var missing = ((validEnd / 512) + 1) * 512;
+        var segment = OnlySegment(disk);
         using (var file = disk.Open(segment, create: false))
         {
-            file.Write(missing, new byte[512]);
+            file.Write(((firstEnd / 512) + 1) * 512, new byte[512]);
             file.Sync();
         }
+        return (segment, firstEnd);
+    }
+
+    [Fact]
+    public void A_batch_whose_sectors_landed_out_of_order_is_a_torn_tail_even_with_its_commit_record_there()
+    {
+        // Power failed in the sync: the sector with the commit record landed, the second sector of the batch did not.
+        var disk = new SimFileSystem();
+        var (segment, validEnd) = WriteAndLoseASector(disk, laterBatch: false);
 
         using (var reopened = new WalLogStore(disk, Inline))
         {
@@ -191,22 +201,7 @@ public sealed class WalPreallocationTests : IDisposable
     public void A_sector_of_zeros_in_a_batch_that_a_later_batch_follows_is_damage()
     {
         var disk = new SimFileSystem();
-        long firstEnd;
-        string segment;
-        using (var store = new WalLogStore(disk, Inline))
-        {
-            store.Load();
-            Write(store, Entry(1));
-            firstEnd = store.SizeBytes;
-            Write(store, [.. Enumerable.Range(2, 5).Select(i => Entry((ulong)i, size: 300))]);
-            Write(store, Entry(7)); // synced after the batch before it: that batch was whole on disk
-            segment = OnlySegment(disk);
-        }
-        using (var file = disk.Open(segment, create: false))
-        {
-            file.Write(((firstEnd / 512) + 1) * 512, new byte[512]);
-            file.Sync();
-        }
+        var (segment, _) = WriteAndLoseASector(disk, laterBatch: true);
 
         var open = () => new WalLogStore(disk, Inline).Load();
 
