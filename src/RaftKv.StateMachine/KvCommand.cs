@@ -63,6 +63,16 @@ public sealed record KvCommand(
     /// <summary>Decodes <see cref="Encode"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
     public static KvCommand Decode(ReadOnlySpan<byte> data)
     {
+        var command = Decode(data, out var value, out var hasValue);
+        return hasValue ? command with { Value = Encoding.UTF8.GetString(value) } : command;
+    }
+
+    /// <summary>
+    /// Decodes as <see cref="Decode(ReadOnlySpan{byte})"/> but leaves the value as its UTF-8 bytes, a slice of
+    /// <paramref name="data"/> (<see cref="Value"/> stays null): the store keeps values as bytes.
+    /// </summary>
+    internal static KvCommand Decode(ReadOnlySpan<byte> data, out ReadOnlySpan<byte> value, out bool hasValue)
+    {
         if (data.Length < 19 || data[0] != Format || data[1] is < 1 or > 4)
         {
             throw new FormatException("not a KV command");
@@ -74,7 +84,14 @@ public sealed record KvCommand(
         var offset = 19;
         var clientId = ReadString(data, ref offset);
         var key = ReadString(data, ref offset) ?? throw new FormatException("KV command without a key");
-        var value = ReadString(data, ref offset);
+        try
+        {
+            hasValue = KvCodec.ReadBytes(data, ref offset, out value);
+        }
+        catch (FormatException)
+        {
+            throw new FormatException("truncated KV command");
+        }
         var expected = ReadString(data, ref offset);
         var lease = 0UL;
         if ((data[2] & HasLease) != 0)
@@ -90,7 +107,7 @@ public sealed record KvCommand(
         {
             throw new FormatException("trailing bytes after a KV command");
         }
-        return new KvCommand(operation, key, value, expected, hasVersion ? version : null, clientId, sequence, lease);
+        return new KvCommand(operation, key, null, expected, hasVersion ? version : null, clientId, sequence, lease);
     }
 
     private static int Size(string? text) => KvCodec.Size(text);
@@ -148,19 +165,13 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
     private const byte Format = 1;
     private const int HeadBytes = 4 + 8 + 8;
 
-    public static KvResult Failed(KvError error, ulong index, KvItem? current = null) =>
-        new(false, error, current is not null, current?.Value, current?.Version ?? 0, index);
+    public static KvResult Failed(KvError error, ulong index) => new(false, error, false, null, 0, index);
 
     public byte[] Encode()
     {
         var buffer = new byte[HeadBytes + 4 + (Value is null ? 0 : Encoding.UTF8.GetByteCount(Value))];
         var span = buffer.AsSpan();
-        span[0] = Format;
-        span[1] = Ok ? (byte)1 : (byte)0;
-        span[2] = (byte)Error;
-        span[3] = Found ? (byte)1 : (byte)0;
-        BinaryPrimitives.WriteUInt64LittleEndian(span[4..], Version);
-        BinaryPrimitives.WriteUInt64LittleEndian(span[12..], Index);
+        WriteHead(span, Ok, Error, Found, Version, Index);
         if (Value is null)
         {
             BinaryPrimitives.WriteInt32LittleEndian(span[HeadBytes..], -1);
@@ -172,7 +183,35 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
         return buffer;
     }
 
-    /// <summary>Decodes <see cref="Encode"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
+    /// <summary>
+    /// The bytes <see cref="Encode()"/> would give for a result whose value is already UTF-8 (null: none), without turning
+    /// it into a string and back: how the store answers.
+    /// </summary>
+    internal static byte[] Encode(bool ok, KvError error, bool found, ReadOnlySpan<byte> value, bool hasValue, ulong version, ulong index)
+    {
+        var buffer = new byte[HeadBytes + 4 + (hasValue ? value.Length : 0)];
+        var span = buffer.AsSpan();
+        WriteHead(span, ok, error, found, version, index);
+        BinaryPrimitives.WriteInt32LittleEndian(span[HeadBytes..], hasValue ? value.Length : -1);
+        value.CopyTo(span[(HeadBytes + 4)..]);
+        return buffer;
+    }
+
+    /// <summary>A failure that shows the key's current value and version (a CAS that did not match).</summary>
+    internal static byte[] Failed(KvError error, ulong index, in KvItem current) =>
+        Encode(false, error, true, current.Value, true, current.Version, index);
+
+    private static void WriteHead(Span<byte> span, bool ok, KvError error, bool found, ulong version, ulong index)
+    {
+        span[0] = Format;
+        span[1] = ok ? (byte)1 : (byte)0;
+        span[2] = (byte)error;
+        span[3] = found ? (byte)1 : (byte)0;
+        BinaryPrimitives.WriteUInt64LittleEndian(span[4..], version);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[12..], index);
+    }
+
+    /// <summary>Decodes <see cref="Encode()"/>'s bytes; throws <see cref="FormatException"/> for anything else.</summary>
     public static KvResult Decode(ReadOnlySpan<byte> data)
     {
         if (data.Length < HeadBytes + 4 || data[0] != Format || data[1] > 1 || data[2] > (byte)KvError.Last || data[3] > 1)
@@ -191,7 +230,11 @@ public sealed record KvResult(bool Ok, KvError Error, bool Found, string? Value,
 }
 
 /// <summary>
-/// A stored value, the index that last wrote it, the index that created it (kept until the key is deleted), and the lease
-/// it was last written with (0: none; the key is deleted when that lease ends).
+/// A stored value (UTF-8, as the command carried it), the index that last wrote it, the index that created it (kept until
+/// the key is deleted), and the lease it was last written with (0: none; the key is deleted when that lease ends). A
+/// struct, held in the map's leaves: no object per key beyond the value's bytes.
 /// </summary>
-public sealed record KvItem(string Value, ulong Version, ulong CreateRevision, ulong Lease = 0);
+internal readonly record struct KvItem(byte[] Value, ulong Version, ulong CreateRevision, ulong Lease)
+{
+    public string Text => Encoding.UTF8.GetString(Value);
+}

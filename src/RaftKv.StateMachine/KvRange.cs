@@ -137,7 +137,11 @@ internal static class KvCodec
         return 4 + length;
     }
 
-    public static string? ReadString(ReadOnlySpan<byte> data, ref int offset)
+    public static string? ReadString(ReadOnlySpan<byte> data, ref int offset) =>
+        ReadBytes(data, ref offset, out var bytes) ? Encoding.UTF8.GetString(bytes) : null;
+
+    /// <summary>A string's UTF-8 bytes, a slice of <paramref name="data"/>; false for none.</summary>
+    public static bool ReadBytes(ReadOnlySpan<byte> data, scoped ref int offset, out ReadOnlySpan<byte> bytes)
     {
         if (offset + 4 > data.Length)
         {
@@ -147,14 +151,15 @@ internal static class KvCodec
         offset += 4;
         if (length == -1)
         {
-            return null;
+            bytes = default;
+            return false;
         }
         if (length < 0 || offset + length > data.Length)
         {
             throw new FormatException("truncated KV bytes");
         }
-        var text = Encoding.UTF8.GetString(data.Slice(offset, length));
+        bytes = data.Slice(offset, length);
         offset += length;
-        return text;
+        return true;
     }
 }

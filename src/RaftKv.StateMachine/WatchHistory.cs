@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace RaftKv.StateMachine;
 
 public enum WatchEventType : byte
@@ -8,21 +10,40 @@ public enum WatchEventType : byte
 
 /// <summary>
 /// One change of one key: at <see cref="Revision"/> (the log index of the write; a transaction's changes share it and are
-/// told apart by <see cref="Sequence"/>), with the value before it.
+/// told apart by <see cref="Sequence"/>), with the value before it. The values are kept as the store keeps them, in UTF-8,
+/// and turned into strings only when a watcher reads them: most changes are never watched.
 /// </summary>
-public sealed class WatchEvent(ulong revision, int sequence, WatchEventType type, string key, string? value, string? previousValue)
+public sealed class WatchEvent
 {
-    public ulong Revision { get; } = revision;
+    private readonly byte[]? _value;
+    private readonly byte[]? _previousValue;
 
-    public int Sequence { get; } = sequence;
+    public WatchEvent(ulong revision, int sequence, WatchEventType type, string key, string? value, string? previousValue)
+        : this(revision, sequence, type, key, value is null ? null : Encoding.UTF8.GetBytes(value), previousValue is null ? null : Encoding.UTF8.GetBytes(previousValue))
+    {
+    }
 
-    public WatchEventType Type { get; } = type;
+    internal WatchEvent(ulong revision, int sequence, WatchEventType type, string key, byte[]? value, byte[]? previousValue)
+    {
+        Revision = revision;
+        Sequence = sequence;
+        Type = type;
+        Key = key;
+        _value = value;
+        _previousValue = previousValue;
+    }
 
-    public string Key { get; } = key;
+    public ulong Revision { get; }
 
-    public string? Value { get; } = value;
+    public int Sequence { get; }
 
-    public string? PreviousValue { get; } = previousValue;
+    public WatchEventType Type { get; }
+
+    public string Key { get; }
+
+    public string? Value => _value is null ? null : Encoding.UTF8.GetString(_value);
+
+    public string? PreviousValue => _previousValue is null ? null : Encoding.UTF8.GetString(_previousValue);
 
     /// <summary>The SSE event id: "revision.sequence", ordered as the events are.</summary>
     public string Id => $"{Revision}.{Sequence}";
