@@ -506,6 +506,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         private int _snapshotInFlight;
         private long _dropped;
         private volatile bool _connected;
+        private Task<bool>? _waiting;
 
         public PeerSender(GrpcTransport transport, NodeId peer, Uri address)
         {
@@ -599,7 +600,7 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                         answer => ReportRefusal(answer.Exception?.GetBaseException()),
                         CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
                     var announced = false;
-                    while (await _outbox.Reader.WaitToReadAsync(stopping).ConfigureAwait(false))
+                    while (await WaitForMessagesAsync(call, stopping).ConfigureAwait(false))
                     {
                         var batch = TakeBatch();
                         if (batch.Messages.Count == 0)
@@ -643,6 +644,37 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                 }
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromMilliseconds(_transport._options.ReconnectMaxDelayMs).Ticks));
             }
+        }
+
+        /// <summary>
+        /// Waits for messages to send, or for the call to end while there are none: a call that failed (the peer was not yet
+        /// listening, or went away) is opened again at once, so that the peer hears this node's headers (its client URL) even
+        /// when this node has nothing to tell it, as a follower has nothing to tell another follower. False when stopping.
+        /// </summary>
+        private async ValueTask<bool> WaitForMessagesAsync(AsyncClientStreamingCall<Proto.MessageBatch, Proto.StreamClosed> call, CancellationToken stopping)
+        {
+            Task<bool> messages;
+            if (_waiting is { } outlived)
+            {
+                _waiting = null;
+                messages = outlived;
+            }
+            else
+            {
+                var waiting = _outbox.Reader.WaitToReadAsync(stopping);
+                if (waiting.IsCompleted)
+                {
+                    return await waiting.ConfigureAwait(false);
+                }
+                messages = waiting.AsTask();
+            }
+            if (await Task.WhenAny(messages, call.ResponseAsync).ConfigureAwait(false) == call.ResponseAsync && !messages.IsCompleted)
+            {
+                _waiting = messages; // the next call waits on it: one wait at a time however often the peer is retried
+                await call.ResponseAsync.ConfigureAwait(false); // throws the call's failure
+                throw new IOException($"{_peer} ended the stream");
+            }
+            return await messages.ConfigureAwait(false);
         }
 
         private Proto.MessageBatch TakeBatch()

@@ -18,7 +18,7 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
 
     private static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web);
 
-    private sealed record Row(string Node, string State, string Leader);
+    private sealed record Row(string Node, string State, string Leader, string Why);
 
     private sealed record PageState(string SummaryLeader, string Summary, List<Row> Rows);
 
@@ -46,7 +46,7 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
         {
             driver.Navigate().GoToUrl(new Uri(viewer.BaseAddress, "/ui"));
 
-            var shown = await WaitForPageAsync(driver, page =>
+            var shown = await WaitForPageAsync(driver, cluster, page =>
                 page.Rows.Count == 3 && page.Rows.All(r => r.State == "up") && page.SummaryLeader == leader.NodeId
                 && page.Rows.Count(r => r.Leader == "true") == 1 && page.Rows.Single(r => r.Leader == "true").Node == leader.NodeId);
             output.WriteLine($"before: {shown.Summary}");
@@ -55,7 +55,7 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
 
             await leader.KillAsync();
             var next = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(20), cluster.Nodes.Where(n => n != leader));
-            var after = await WaitForPageAsync(driver, page =>
+            var after = await WaitForPageAsync(driver, cluster, page =>
                 page.SummaryLeader == next.NodeId && page.Rows.Single(r => r.Node == leader.NodeId).State == "down"
                 && page.Rows.Single(r => r.Leader == "true").Node == next.NodeId);
             output.WriteLine($"after killing {leader.NodeId}: {after.Summary}");
@@ -72,8 +72,9 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Reads the page's state (one script, so the table is never seen half redrawn) until it holds; fails with the last state after 30 s.</summary>
-    private async Task<PageState> WaitForPageAsync(ChromeDriver driver, Func<PageState, bool> holds)
+    /// <summary>Reads the page's state (one script, so the table is never seen half redrawn) until it holds; fails with the last state,
+    /// why each member shows down, and the end of each node's log after 30 s.</summary>
+    private async Task<PageState> WaitForPageAsync(ChromeDriver driver, LocalCluster cluster, Func<PageState, bool> holds)
     {
         var clock = Stopwatch.StartNew();
         PageState? last = null;
@@ -84,7 +85,7 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
                 return JSON.stringify({
                   summaryLeader: summary.dataset.leader || '',
                   summary: summary.textContent,
-                  rows: [...document.querySelectorAll('#members tbody tr')].map(r => ({ node: r.dataset.node, state: r.dataset.state, leader: r.dataset.leader }))
+                  rows: [...document.querySelectorAll('#members tbody tr')].map(r => ({ node: r.dataset.node, state: r.dataset.state, leader: r.dataset.leader, why: r.children[1]?.title || '' }))
                 });
                 """)!;
             last = JsonSerializer.Deserialize<PageState>(json, Web)!;
@@ -95,8 +96,12 @@ public sealed class DashboardBrowserTests(ITestOutputHelper output)
             await Task.Delay(200);
         }
         output.WriteLine($"last page state: {JsonSerializer.Serialize(last)}");
+        foreach (var node in cluster.Nodes)
+        {
+            output.WriteLine($"{node.NodeId} (pid {node.Pid}, {(node.HasExited ? "exited " + node.ExitCode : "running")}), the end of its log:{Environment.NewLine}{node.Tail(30)}");
+        }
         throw new Xunit.Sdk.XunitException($"the dashboard did not show the expected state within 30 s; it showed: {last?.Summary} " +
-            string.Join(", ", last?.Rows.Select(r => $"{r.Node} {r.State} leader={r.Leader}") ?? []));
+            string.Join(", ", last?.Rows.Select(r => $"{r.Node} {r.State} leader={r.Leader}{(r.Why.Length > 0 ? " (" + r.Why + ")" : "")}") ?? []));
     }
 
     private void Screenshot(ChromeDriver driver, string name)
