@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
@@ -272,10 +273,13 @@ public static class KvApi
         {
             return null;
         }
-        var leader = answer.Leader.ToString();
+        var leader = answer.Leader.Value < (ulong)LeaderNames.Length ? LeaderNames[answer.Leader.Value] : answer.Leader.ToString();
         http.Response.Headers[LeaderHeader] = leader;
         return leader;
     }
+
+    /// <summary>The names of the first node ids, made once: every answer names its leader.</summary>
+    private static readonly string[] LeaderNames = [.. Enumerable.Range(0, 64).Select(i => new NodeId((ulong)i).ToString())];
 
     private static string? Error(KvError error) => error switch
     {
@@ -313,6 +317,14 @@ public static class KvApi
         if (feature is { IsReadOnly: false })
         {
             feature.MaxRequestBodySize = limit;
+        }
+        if (http.Request.ContentLength is { } length)
+        {
+            // The length is known (and no more than the limit): read into an array of that size, with no copy. Kestrel ends
+            // the body at the length, and fails a body that ends short.
+            var exact = new byte[length];
+            await http.Request.Body.ReadExactlyAsync(exact, http.RequestAborted).ConfigureAwait(false);
+            return exact;
         }
         using var buffer = new MemoryStream();
         try
@@ -404,13 +416,36 @@ public sealed class KvAnswerResult(int statusCode, KvResponse value)
 
     object? IValueHttpResult.Value => Value;
 
+    // The answer is written into this thread's buffer and copied into the response's pipe before anything awaits, so the
+    // buffer is free again when Write returns: no array per answer.
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
+
+    /// <summary>Answers larger than this do not keep their buffer on the thread.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
+
     public Task ExecuteAsync(HttpContext httpContext)
     {
         ArgumentNullException.ThrowIfNull(httpContext);
-        var body = JsonSerializer.SerializeToUtf8Bytes(Value, ContractsJson.Default.KvResponse);
-        httpContext.Response.StatusCode = StatusCode;
-        httpContext.Response.ContentType = ContentType;
-        httpContext.Response.ContentLength = body.Length;
-        return httpContext.Response.Body.WriteAsync(body, httpContext.RequestAborted).AsTask();
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        buffer.ResetWrittenCount();
+        var writer = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        writer.Reset(buffer);
+        JsonSerializer.Serialize(writer, Value, ContractsJson.Default.KvResponse);
+        var response = httpContext.Response;
+        response.StatusCode = StatusCode;
+        response.ContentType = ContentType;
+        response.ContentLength = buffer.WrittenCount;
+        response.BodyWriter.Write(buffer.WrittenSpan);
+        if (buffer.Capacity > KeptBufferBytes)
+        {
+            t_buffer = null;
+            t_writer = null;
+        }
+        var flushed = response.BodyWriter.FlushAsync(httpContext.RequestAborted);
+        return flushed.IsCompletedSuccessfully ? Task.CompletedTask : flushed.AsTask();
     }
 }
