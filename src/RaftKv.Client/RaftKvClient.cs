@@ -414,66 +414,92 @@ public sealed partial class RaftKvClient : IDisposable
 
     private async Task<KvResponse> SendAsync(CommandRequest body, bool write, CancellationToken cancellationToken)
     {
-        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        overall.CancelAfter(_options.Timeout);
+        // The operation's deadline is kept as a time, and each attempt has one timer: the sooner of its own time and what is
+        // left of the operation's. A source for the whole operation is made only when a retry's wait or a leader lookup
+        // needs one, so that a request answered at the first attempt costs one timer, not two.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        TimeSpan Left() => _options.Timeout == System.Threading.Timeout.InfiniteTimeSpan ? _options.Timeout
+            : TimeSpan.FromTicks(Math.Max(0, (_options.Timeout - System.Diagnostics.Stopwatch.GetElapsedTime(started)).Ticks));
+        CancellationTokenSource? whole = null;
+        CancellationToken Overall()
+        {
+            if (whole is null)
+            {
+                whole = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                whole.CancelAfter(Left());
+            }
+            return whole.Token;
+        }
         var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
         string? lastProblem = null;
         // Serialized once, with a Content-Length: no chunked request body, and every retry sends the same bytes.
         var payload = JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.CommandRequest);
-        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        try
         {
-            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
+            for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
             {
-                break;
-            }
-            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(overall.Token, cancellationToken).ConfigureAwait(false))
-            {
-                break;
-            }
-            var endpoint = PickEndpoint(attempt);
-            using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
-            attemptTimeout.CancelAfter(_options.AttemptTimeout);
-            try
-            {
-                using var content = new ByteArrayContent(payload);
-                content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-                using var response = await _http.PostAsync(_commandUris[endpoint], content, attemptTimeout.Token).ConfigureAwait(false);
-                sent = true;
-                Learn(endpoint, response);
-                switch ((int)response.StatusCode)
-                {
-                    case 200 or 409:
-                    case 404 when IsAnswer(response): // a write naming a lease that does not exist (lease_not_found)
-                        return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
-                    case 400 or 401 or 403 or 413:
-                        var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
-                        throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
-                    case 503 or 504:
-                        lastProblem = (await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false))?.Detail ?? response.ReasonPhrase;
-                        Forget(endpoint);
-                        break;
-                    default:
-                        lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
-                        Forget(endpoint);
-                        break;
-                }
-            }
-            catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
-            {
-                lastProblem = $"{endpoint}: {error.Message}"; // never reached the node: nothing was sent
-                Forget(endpoint);
-            }
-            catch (Exception error) when (error is HttpRequestException or IOException
-                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-            {
-                sent = true; // it may have reached the node
-                lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
-                Forget(endpoint);
-                if (overall.IsCancellationRequested)
+                if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, Overall(), cancellationToken).ConfigureAwait(false))
                 {
                     break;
                 }
+                if (attempt == 0 && TakeUnmappedLeader() is not null && !await LookUpLeaderAsync(Overall(), cancellationToken).ConfigureAwait(false))
+                {
+                    break;
+                }
+                var left = Left();
+                if (left == TimeSpan.Zero)
+                {
+                    break;
+                }
+                var endpoint = PickEndpoint(attempt);
+                using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                attemptTimeout.CancelAfter(Sooner(left, _options.AttemptTimeout));
+                try
+                {
+                    using var content = new ByteArrayContent(payload);
+                    content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+                    using var response = await _http.PostAsync(_commandUris[endpoint], content, attemptTimeout.Token).ConfigureAwait(false);
+                    sent = true;
+                    Learn(endpoint, response);
+                    switch ((int)response.StatusCode)
+                    {
+                        case 200 or 409:
+                        case 404 when IsAnswer(response): // a write naming a lease that does not exist (lease_not_found)
+                            return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
+                        case 400 or 401 or 403 or 413:
+                            var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
+                            throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
+                        case 503 or 504:
+                            lastProblem = (await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false))?.Detail ?? response.ReasonPhrase;
+                            Forget(endpoint);
+                            break;
+                        default:
+                            lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
+                            Forget(endpoint);
+                            break;
+                    }
+                }
+                catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
+                {
+                    lastProblem = $"{endpoint}: {error.Message}"; // never reached the node: nothing was sent
+                    Forget(endpoint);
+                }
+                catch (Exception error) when (error is HttpRequestException or IOException
+                    || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+                {
+                    sent = true; // it may have reached the node
+                    lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                    Forget(endpoint);
+                    if (Left() == TimeSpan.Zero)
+                    {
+                        break;
+                    }
+                }
             }
+        }
+        finally
+        {
+            whole?.Dispose();
         }
         cancellationToken.ThrowIfCancellationRequested();
         if (write && sent)
@@ -487,12 +513,12 @@ public sealed partial class RaftKvClient : IDisposable
     /// A follower answered for a leader this client cannot address: ask every endpoint who it is, once per leader, so that
     /// the next requests go to the leader instead of through the follower. False when the operation's own time ran out.
     /// </summary>
-    private async Task<bool> LookUpUnmappedLeaderAsync(CancellationToken overall, CancellationToken caller)
+    private Task<bool> LookUpUnmappedLeaderAsync(CancellationToken overall, CancellationToken caller) =>
+        TakeUnmappedLeader() is null ? Task.FromResult(true) : LookUpLeaderAsync(overall, caller);
+
+    /// <summary>Asks every endpoint who leads (see <see cref="LookUpUnmappedLeaderAsync"/>); false when the operation's own time ran out.</summary>
+    private async Task<bool> LookUpLeaderAsync(CancellationToken overall, CancellationToken caller)
     {
-        if (TakeUnmappedLeader() is null)
-        {
-            return true;
-        }
         try
         {
             await ClusterStatusAsync(overall).ConfigureAwait(false);
@@ -823,6 +849,10 @@ public sealed partial class RaftKvClient : IDisposable
             }
         }
     }
+
+    /// <summary>The sooner of two timeouts, either of which may be infinite.</summary>
+    private static TimeSpan Sooner(TimeSpan a, TimeSpan b) =>
+        a == System.Threading.Timeout.InfiniteTimeSpan ? b : b == System.Threading.Timeout.InfiniteTimeSpan ? a : a < b ? a : b;
 
     /// <summary>Waits before retry <paramref name="attempt"/>; false when the operation's own time ran out (not the caller's).</summary>
     private async Task<bool> WaitBeforeRetryAsync(int attempt, CancellationToken overall, CancellationToken caller)
