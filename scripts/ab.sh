@@ -76,7 +76,7 @@ for round in $(seq 1 "$rounds"); do
       # shellcheck disable=SC2086
       server_before=$(cpu_ms $pids)
       # shellcheck disable=SC2086
-      report=$( ( "${cli[@]}" --endpoints "$endpoints" "${h2[@]}" benchmark --duration "$seconds" --keys "$keys" $load --output json; times ) )
+      report=$( ( "${cli[@]}" --endpoints "$endpoints" "${h2[@]}" benchmark --duration "$seconds" --keys "$keys" $load --output json || exit; times ) )
       # shellcheck disable=SC2086
       server_after=$(cpu_ms $pids)
       REPORT="$report" python3 - "$side" "$round" "$run" $((server_after - server_before)) "$summary" <<'EOF'

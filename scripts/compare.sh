@@ -5,7 +5,9 @@
 # number of clients, a value size) runs RaftKv, etcd, RaftKv, etcd, ... (pairs of runs), each run `raft-cli benchmark`
 # for the same seconds over the same keys, with the same value bytes. After each run: the servers' CPU time (user +
 # system of all three processes of that system, from /proc) divided by the operations it served. At the end one table:
-# medians of the pairs for ops/s, p50, p99 and server CPU per operation, and RaftKv/etcd ratios.
+# medians of the pairs for ops/s, p50, p99, server CPU per operation and the load generator's (raft-cli's own user +
+# system time, from bash's `times`, per operation: it shares the cores; its start-up, under a second of CPU, is counted
+# too, so it reads high on short runs), and RaftKv/etcd ratios.
 #   scripts/compare.sh [seconds-per-run] [pairs]        (default 10 s, 3 pairs)
 # RAFTKV_COMPARE_CELLS  ";"-separated cells "MIX CLIENTS VALUE_BYTES", MIX writes or reads90; default: all 16 cells,
 #                       1, 16, 64 and 256 clients, writes and reads90, 128 and 16384 B (e.g. "writes 1 128;reads90 64 128")
@@ -138,19 +140,29 @@ run() {
   if [ "$system" = raftkv ]; then endpoints=$raftkv_endpoints; pids=$(raftkv_pids); else endpoints=$etcd_endpoints; pids="${etcd_pids[*]}"; fi
   # shellcheck disable=SC2086
   before=$(cpu_ms $pids)
-  report=$("${cli[@]}" --endpoints "$endpoints" benchmark --target "$system" --duration "$seconds" --clients "$clients" \
-    --keys "$keys" --value-size "$size" --read-ratio "$ratio" --output json)
+  # The report, then bash's `times`: its children's (raft-cli's) user and system time, the load generator's CPU.
+  report=$( ("${cli[@]}" --endpoints "$endpoints" benchmark --target "$system" --duration "$seconds" --clients "$clients" \
+    --keys "$keys" --value-size "$size" --read-ratio "$ratio" --output json || exit; times) )
   # shellcheck disable=SC2086
   after=$(cpu_ms $pids)
-  echo "$report"
   REPORT="$report" python3 - "$system" "$cell" "$pair" $((after - before)) "$results" <<'EOF'
-import json, os, sys
-r = json.loads(os.environ["REPORT"])
+import json, os, re, sys
+text = os.environ["REPORT"]
+end = text.rindex("}") + 1
+r = json.loads(text[:end])
+def secs(t):
+    m, s = re.match(r"(\d+)m([\d.]+)s", t).groups()
+    return int(m) * 60 + float(s)
+child = [line for line in text[end:].split("\n") if line.strip()][-1].split()
+client_ms = 1000 * (secs(child[0]) + secs(child[1]))
 system, cell, pair, cpu, results = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-ops, p50, p99, per_op = r["operationsPerSecond"], r["p50Ms"], r["p99Ms"], 1000 * cpu / max(r["operations"], 1)
+operations = max(r["operations"], 1)
+ops, p50, p99, per_op, client_per_op = r["operationsPerSecond"], r["p50Ms"], r["p99Ms"], 1000 * cpu / operations, 1000 * client_ms / operations
+print(text[:end])
 with open(results, "a") as f:
-    print("\t".join([cell, system, pair, f"{ops:.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{per_op:.0f}", str(r["errors"])]), file=f)
-print(f"{system}: {ops:.0f} ops/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, server cpu {cpu} ms for {r['operations']} operations = {per_op:.0f} us/op, {r['errors']} errors")
+    print("\t".join([cell, system, pair, f"{ops:.0f}", f"{p50:.2f}", f"{p99:.2f}", f"{per_op:.0f}", f"{client_per_op:.0f}", str(r["errors"])]), file=f)
+print(f"{system}: {ops:.0f} ops/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, server cpu {cpu} ms for {r['operations']} operations = {per_op:.0f} us/op, "
+      f"client (raft-cli) cpu {client_ms:.0f} ms = {client_per_op:.0f} us/op, {r['errors']} errors")
 EOF
 }
 
@@ -201,23 +213,23 @@ import statistics, sys
 from collections import OrderedDict
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 cells = OrderedDict()
-for cell, system, pair, ops, p50, p99, cpu, errors in rows:
-    cells.setdefault(cell, {}).setdefault(system, []).append((float(ops), float(p50), float(p99), float(cpu), int(errors)))
+for cell, system, pair, ops, p50, p99, cpu, client, errors in rows:
+    cells.setdefault(cell, {}).setdefault(system, []).append((float(ops), float(p50), float(p99), float(cpu), float(client), int(errors)))
 def med(runs, i): return statistics.median(r[i] for r in runs)
 def num(x): return f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
 print(f"Medians of {sys.argv[2]} pairs of {sys.argv[3]} s runs; x = RaftKv / etcd (ops/s: above 1 is RaftKv ahead; p50, p99, CPU: below 1 is).")
 print()
-print("| load | clients | value | ops/s RaftKv | ops/s etcd | x | p50 ms RaftKv | etcd | x | p99 ms RaftKv | etcd | x | CPU us/op RaftKv | etcd | x | errors |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| load | clients | value | ops/s RaftKv | ops/s etcd | x | p50 ms RaftKv | etcd | x | p99 ms RaftKv | etcd | x | CPU us/op RaftKv | etcd | x | client CPU us/op RaftKv | etcd | x | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for cell, systems in cells.items():
     mix, clients, size = cell.split()
     r, e = systems.get("raftkv", []), systems.get("etcd", [])
     if not r or not e:
         continue
     line = [ "writes" if mix == "writes" else "90 % reads", clients, f"{int(size):,} B" ]
-    for i in range(4):
+    for i in range(5):
         a, b = med(r, i), med(e, i)
         line += [num(a), num(b), f"{a / b:.2f}" if b else "-"]
-    line.append(f"{sum(x[4] for x in r)} / {sum(x[4] for x in e)}")
+    line.append(f"{sum(x[5] for x in r)} / {sum(x[5] for x in e)}")
     print("| " + " | ".join(line) + " |")
 EOF

@@ -42,7 +42,10 @@ public sealed class PeerSecurityTests(ITestOutputHelper output)
         using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{target.PeerPort}");
         var client = new Proto.RaftPeer.RaftPeerClient(channel);
         var refusals = new List<string>();
-        var member = targetId == 1 ? 2UL : 1UL;
+        // The leader's id: the target has surely heard from the leader (it holds the leader's entries), so it knows the
+        // leader's data directory. A follower may not have reached it yet: a node takes the first data directory it hears
+        // a member speak from (trust on first use), and the other follower's stream may still be waiting to reconnect.
+        var member = ulong.Parse(leader.NodeId[1..], CultureInfo.InvariantCulture);
         foreach (var (sender, ofCluster) in new[] { (member, clusterId), (9UL, "0123456789abcdef"), (9UL, clusterId) })
         {
             // A member's id with a data directory the cluster does not know; a node of another cluster; a node of this
