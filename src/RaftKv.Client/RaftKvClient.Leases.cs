@@ -118,23 +118,21 @@ public sealed partial class RaftKvClient
         CancellationToken cancellationToken)
         where T : class
     {
-        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        overall.CancelAfter(_options.Timeout);
+        using var deadline = new OperationDeadline(_options.Timeout, cancellationToken);
         var sent = false; // whether some attempt may have reached a node
         string? lastProblem = null;
-        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        for (var attempt = 0; attempt < _options.MaxAttempts && !deadline.IsOver; attempt++)
         {
-            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, deadline.Overall, cancellationToken).ConfigureAwait(false))
             {
                 break;
             }
-            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(overall.Token, cancellationToken).ConfigureAwait(false))
+            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(deadline, cancellationToken).ConfigureAwait(false))
             {
                 break;
             }
             var endpoint = PickEndpoint(attempt);
-            using var attemptTimeoutSource = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
-            attemptTimeoutSource.CancelAfter(attemptTimeout ?? _options.AttemptTimeout);
+            using var attemptTimeoutSource = deadline.StartAttempt(attemptTimeout ?? _options.AttemptTimeout);
             try
             {
                 using var request = NewRequest(method, new Uri(endpoint, path));
@@ -184,10 +182,6 @@ public sealed partial class RaftKvClient
                     throw new OutcomeUnknownException($"the lease may or may not be revoked ({lastProblem}); revoking again is safe");
                 }
                 Forget(endpoint);
-                if (overall.IsCancellationRequested)
-                {
-                    break;
-                }
             }
         }
         cancellationToken.ThrowIfCancellationRequested();

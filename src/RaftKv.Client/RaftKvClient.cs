@@ -414,92 +414,60 @@ public sealed partial class RaftKvClient : IDisposable
 
     private async Task<KvResponse> SendAsync(CommandRequest body, bool write, CancellationToken cancellationToken)
     {
-        // The operation's deadline is kept as a time, and each attempt has one timer: the sooner of its own time and what is
-        // left of the operation's. A source for the whole operation is made only when a retry's wait or a leader lookup
-        // needs one, so that a request answered at the first attempt costs one timer, not two.
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        TimeSpan Left() => _options.Timeout == System.Threading.Timeout.InfiniteTimeSpan ? _options.Timeout
-            : TimeSpan.FromTicks(Math.Max(0, (_options.Timeout - System.Diagnostics.Stopwatch.GetElapsedTime(started)).Ticks));
-        CancellationTokenSource? whole = null;
-        CancellationToken Overall()
-        {
-            if (whole is null)
-            {
-                whole = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                whole.CancelAfter(Left());
-            }
-            return whole.Token;
-        }
+        using var deadline = new OperationDeadline(_options.Timeout, cancellationToken);
         var sent = false; // whether some attempt may have reached a node (for a write: the outcome may be unknown)
         string? lastProblem = null;
         // Serialized once, with a Content-Length: no chunked request body, and every retry sends the same bytes.
         var payload = JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.CommandRequest);
-        try
+        for (var attempt = 0; attempt < _options.MaxAttempts && !deadline.IsOver; attempt++)
         {
-            for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, deadline.Overall, cancellationToken).ConfigureAwait(false))
             {
-                if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, Overall(), cancellationToken).ConfigureAwait(false))
+                break;
+            }
+            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(deadline, cancellationToken).ConfigureAwait(false))
+            {
+                break;
+            }
+            var endpoint = PickEndpoint(attempt);
+            using var attemptTimeout = deadline.StartAttempt(_options.AttemptTimeout);
+            try
+            {
+                using var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+                using var response = await _http.PostAsync(_commandUris[endpoint], content, attemptTimeout.Token).ConfigureAwait(false);
+                sent = true;
+                Learn(endpoint, response);
+                switch ((int)response.StatusCode)
                 {
-                    break;
-                }
-                if (attempt == 0 && TakeUnmappedLeader() is not null && !await LookUpLeaderAsync(Overall(), cancellationToken).ConfigureAwait(false))
-                {
-                    break;
-                }
-                var left = Left();
-                if (left == TimeSpan.Zero)
-                {
-                    break;
-                }
-                var endpoint = PickEndpoint(attempt);
-                using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attemptTimeout.CancelAfter(Sooner(left, _options.AttemptTimeout));
-                try
-                {
-                    using var content = new ByteArrayContent(payload);
-                    content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-                    using var response = await _http.PostAsync(_commandUris[endpoint], content, attemptTimeout.Token).ConfigureAwait(false);
-                    sent = true;
-                    Learn(endpoint, response);
-                    switch ((int)response.StatusCode)
-                    {
-                        case 200 or 409:
-                        case 404 when IsAnswer(response): // a write naming a lease that does not exist (lease_not_found)
-                            return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
-                        case 400 or 401 or 403 or 413:
-                            var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
-                            throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
-                        case 503 or 504:
-                            lastProblem = (await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false))?.Detail ?? response.ReasonPhrase;
-                            Forget(endpoint);
-                            break;
-                        default:
-                            lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
-                            Forget(endpoint);
-                            break;
-                    }
-                }
-                catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
-                {
-                    lastProblem = $"{endpoint}: {error.Message}"; // never reached the node: nothing was sent
-                    Forget(endpoint);
-                }
-                catch (Exception error) when (error is HttpRequestException or IOException
-                    || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-                {
-                    sent = true; // it may have reached the node
-                    lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
-                    Forget(endpoint);
-                    if (Left() == TimeSpan.Zero)
-                    {
+                    case 200 or 409:
+                    case 404 when IsAnswer(response): // a write naming a lease that does not exist (lease_not_found)
+                        return await ReadAsync(response, ContractsJson.Default.KvResponse, attemptTimeout.Token).ConfigureAwait(false);
+                    case 400 or 401 or 403 or 413:
+                        var problem = await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false);
+                        throw new InvalidRequestException(problem?.Detail ?? response.ReasonPhrase ?? "invalid request", (int)response.StatusCode, problem?.Field);
+                    case 503 or 504:
+                        lastProblem = (await ReadProblemAsync(response, attemptTimeout.Token).ConfigureAwait(false))?.Detail ?? response.ReasonPhrase;
+                        Forget(endpoint);
                         break;
-                    }
+                    default:
+                        lastProblem = $"{endpoint} answered {(int)response.StatusCode} {response.ReasonPhrase}";
+                        Forget(endpoint);
+                        break;
                 }
             }
-        }
-        finally
-        {
-            whole?.Dispose();
+            catch (HttpRequestException error) when (error.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
+            {
+                lastProblem = $"{endpoint}: {error.Message}"; // never reached the node: nothing was sent
+                Forget(endpoint);
+            }
+            catch (Exception error) when (error is HttpRequestException or IOException
+                || (error is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                sent = true; // it may have reached the node
+                lastProblem = $"{endpoint}: {(error is OperationCanceledException ? "no answer in time" : error.Message)}";
+                Forget(endpoint);
+            }
         }
         cancellationToken.ThrowIfCancellationRequested();
         if (write && sent)
@@ -513,15 +481,15 @@ public sealed partial class RaftKvClient : IDisposable
     /// A follower answered for a leader this client cannot address: ask every endpoint who it is, once per leader, so that
     /// the next requests go to the leader instead of through the follower. False when the operation's own time ran out.
     /// </summary>
-    private Task<bool> LookUpUnmappedLeaderAsync(CancellationToken overall, CancellationToken caller) =>
-        TakeUnmappedLeader() is null ? Task.FromResult(true) : LookUpLeaderAsync(overall, caller);
-
-    /// <summary>Asks every endpoint who leads (see <see cref="LookUpUnmappedLeaderAsync"/>); false when the operation's own time ran out.</summary>
-    private async Task<bool> LookUpLeaderAsync(CancellationToken overall, CancellationToken caller)
+    private async Task<bool> LookUpUnmappedLeaderAsync(OperationDeadline deadline, CancellationToken caller)
     {
+        if (TakeUnmappedLeader() is null)
+        {
+            return true;
+        }
         try
         {
-            await ClusterStatusAsync(overall).ConfigureAwait(false);
+            await ClusterStatusAsync(deadline.Overall).ConfigureAwait(false);
             return true;
         }
         catch (OperationCanceledException) when (!caller.IsCancellationRequested)
@@ -670,20 +638,18 @@ public sealed partial class RaftKvClient : IDisposable
     private async Task<T> AdminAsync<T>(HttpMethod method, string path, byte[]? body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type,
         bool change, CancellationToken cancellationToken, bool session = false, Func<KvResponse, T>? leaseNotFound = null)
     {
-        using var overall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        overall.CancelAfter(_options.Timeout);
+        using var deadline = new OperationDeadline(_options.Timeout, cancellationToken);
         string? lastProblem = null;
         var mayHaveApplied = false;
-        for (var attempt = 0; attempt < _options.MaxAttempts; attempt++)
+        for (var attempt = 0; attempt < _options.MaxAttempts && !deadline.IsOver; attempt++)
         {
-            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, overall.Token, cancellationToken).ConfigureAwait(false))
+            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, deadline.Overall, cancellationToken).ConfigureAwait(false))
             {
                 break;
             }
             var endpoint = PickEndpoint(attempt);
             // A change may wait for two commits and a learner to catch up: it gets the whole timeout.
-            using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(overall.Token);
-            attemptTimeout.CancelAfter(change ? _options.Timeout : _options.AttemptTimeout);
+            using var attemptTimeout = deadline.StartAttempt(change ? _options.Timeout : _options.AttemptTimeout);
             try
             {
                 using var request = NewRequest(method, new Uri(endpoint, path));
@@ -849,10 +815,6 @@ public sealed partial class RaftKvClient : IDisposable
             }
         }
     }
-
-    /// <summary>The sooner of two timeouts, either of which may be infinite.</summary>
-    private static TimeSpan Sooner(TimeSpan a, TimeSpan b) =>
-        a == System.Threading.Timeout.InfiniteTimeSpan ? b : b == System.Threading.Timeout.InfiniteTimeSpan ? a : a < b ? a : b;
 
     /// <summary>Waits before retry <paramref name="attempt"/>; false when the operation's own time ran out (not the caller's).</summary>
     private async Task<bool> WaitBeforeRetryAsync(int attempt, CancellationToken overall, CancellationToken caller)
