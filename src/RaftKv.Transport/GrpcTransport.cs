@@ -506,7 +506,6 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
         private int _snapshotInFlight;
         private long _dropped;
         private volatile bool _connected;
-        private Task<bool>? _waiting;
 
         public PeerSender(GrpcTransport transport, NodeId peer, Uri address)
         {
@@ -595,13 +594,36 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                 try
                 {
                     using var call = Client.Stream(headers: _transport.Headers, cancellationToken: stopping);
+                    // The call's end also ends a wait for messages: a call that failed (the peer was not yet listening, or
+                    // went away) is opened again at once, so that the peer hears this node's headers (its client URL) even
+                    // when this node has nothing to tell it, as a follower has nothing to tell another follower. One source
+                    // per call, so that a wait costs no more than the channel's own operation.
+                    using var ended = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                     // A refusal comes back as the call's answer, which a client stream sees only when it ends: watch for it.
                     _ = call.ResponseAsync.ContinueWith(
-                        answer => ReportRefusal(answer.Exception?.GetBaseException()),
-                        CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                        (answer, state) =>
+                        {
+                            ReportRefusal(answer.Exception?.GetBaseException());
+                            CancelQuietly((CancellationTokenSource)state!);
+                        },
+                        ended, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
                     var announced = false;
-                    while (await WaitForMessagesAsync(call, stopping).ConfigureAwait(false))
+                    while (true)
                     {
+                        bool open;
+                        try
+                        {
+                            open = await _outbox.Reader.WaitToReadAsync(ended.Token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+                        {
+                            await call.ResponseAsync.ConfigureAwait(false); // throws the call's failure
+                            throw new IOException($"{_peer} ended the stream");
+                        }
+                        if (!open)
+                        {
+                            return; // outbox completed: stopping
+                        }
                         var batch = TakeBatch();
                         if (batch.Messages.Count == 0)
                         {
@@ -616,7 +638,6 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
                             _transport.LogConnected(_transport._host.Self, _peer, _address);
                         }
                     }
-                    return; // outbox completed: stopping
                 }
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested)
                 {
@@ -646,35 +667,17 @@ public sealed partial class GrpcTransport : ITransport, IAsyncDisposable
             }
         }
 
-        /// <summary>
-        /// Waits for messages to send, or for the call to end while there are none: a call that failed (the peer was not yet
-        /// listening, or went away) is opened again at once, so that the peer hears this node's headers (its client URL) even
-        /// when this node has nothing to tell it, as a follower has nothing to tell another follower. False when stopping.
-        /// </summary>
-        private async ValueTask<bool> WaitForMessagesAsync(AsyncClientStreamingCall<Proto.MessageBatch, Proto.StreamClosed> call, CancellationToken stopping)
+        /// <summary>The call ended: the source of its wait may already be disposed, when the call ended after the loop left it.</summary>
+        private static void CancelQuietly(CancellationTokenSource ended)
         {
-            Task<bool> messages;
-            if (_waiting is { } outlived)
+            try
             {
-                _waiting = null;
-                messages = outlived;
+                ended.Cancel();
             }
-            else
+            catch (ObjectDisposedException)
             {
-                var waiting = _outbox.Reader.WaitToReadAsync(stopping);
-                if (waiting.IsCompleted)
-                {
-                    return await waiting.ConfigureAwait(false);
-                }
-                messages = waiting.AsTask();
+                // The loop left this call already.
             }
-            if (await Task.WhenAny(messages, call.ResponseAsync).ConfigureAwait(false) == call.ResponseAsync && !messages.IsCompleted)
-            {
-                _waiting = messages; // the next call waits on it: one wait at a time however often the peer is retried
-                await call.ResponseAsync.ConfigureAwait(false); // throws the call's failure
-                throw new IOException($"{_peer} ended the stream");
-            }
-            return await messages.ConfigureAwait(false);
         }
 
         private Proto.MessageBatch TakeBatch()
