@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Summarises `perf script -F pid,ip,sym,dso` output (with call graphs): each named process's share of the samples and
 what its leaf frames were (kernel, .NET runtime, managed code), and for the process named 'leader' the samples by the
-assembly of the leaf frame. Usage: perf-summary.py perf.txt PID=name ... (a later name for the same PID wins)."""
+assembly of the leaf frame; then, for 'leader' and 'raft-cli', the frames most often at the leaf and most often
+anywhere on the stack (a frame counted once per sample). Usage: perf-summary.py perf.txt PID=name ... (a later name for
+the same PID wins); RAFTKV_PERF_TOP=N frames in those two lists (default 25, 0 for none)."""
 import collections
+import os
 import re
 import sys
 
@@ -24,6 +27,8 @@ def kind(symbol, dso):
 samples = collections.Counter()
 kinds = collections.defaultdict(collections.Counter)
 leader_assemblies = collections.Counter()
+leaf_frames = collections.defaultdict(collections.Counter)
+stack_frames = collections.defaultdict(collections.Counter)
 
 
 def record(pid, frames):
@@ -36,6 +41,10 @@ def record(pid, frames):
     if name == "leader":
         match = assembly.search(symbol)
         leader_assemblies[match.group(1) if match else kind(symbol, dso)] += 1
+    if name in ("leader", "raft-cli"):
+        leaf_frames[name][symbol] += 1
+        for on_stack in {s for s, _ in frames}:
+            stack_frames[name][on_stack] += 1
 
 
 pid, frames = None, []
@@ -60,3 +69,10 @@ if leader_assemblies:
     print("leader, by the assembly of the sampled (leaf) frame:")
     for name, value in leader_assemblies.most_common(16):
         print(f"  {100 * value / count:5.1f}%  {name}")
+top = int(os.environ.get("RAFTKV_PERF_TOP", "25"))
+for name in ("leader", "raft-cli") if top > 0 else ():
+    count = samples[name] or 1
+    for title, counter in (("at the leaf", leaf_frames[name]), ("anywhere on the stack", stack_frames[name])):
+        print(f"{name}, the frames most often {title}:")
+        for symbol, value in counter.most_common(top):
+            print(f"  {100 * value / count:5.1f}%  {symbol[:160]}")
