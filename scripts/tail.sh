@@ -58,12 +58,13 @@ for node in sorted(after):
     syncs = delta(node, 'raftkv_fsync_seconds_bucket{le="+Inf"}')
     slower = ", ".join("{:g} ms {:.2f} %".format(float(le) * 1000, 100 * (syncs - delta(node, 'raftkv_fsync_seconds_bucket{le="%s"}' % le)) / max(syncs, 1))
                        for le in ("0.0008", "0.0016", "0.0032", "0.0064", "0.0128"))
+    # GC.CollectionCount semantics: a collection of generation 1 or 2 counts for the younger generations too.
     gcs = [delta(node, 'dotnet_collection_count_total{generation="%d"}' % g) for g in (0, 1, 2)]
     pause = delta(node, "dotnet_gc_pause_seconds_total") * 1000
     allocated = delta(node, "dotnet_gc_allocated_bytes_total") / ops
     print("  {}{}: {:,.0f} syncs, slower than {}".format(node, " (leader)" if node == sys.argv[4] else "", syncs, slower))
-    print("      GCs gen0/1/2 {:.0f}/{:.0f}/{:.0f}, paused {:.0f} ms in all ({:.2f} ms each), {:,.0f} bytes allocated per write".format(
-        *gcs, pause, pause / max(sum(gcs), 1), allocated))
+    print("      {:.0f} GCs ({:.0f} of generation 1 or 2, {:.0f} of 2), paused {:.0f} ms in all ({:.2f} ms each), {:,.0f} bytes allocated per write".format(
+        *gcs, pause, pause / max(gcs[0], 1), allocated))
 EOF
 done
 scripts/cluster.sh stop >/dev/null
