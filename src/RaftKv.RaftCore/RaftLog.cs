@@ -139,6 +139,19 @@ internal sealed class RaftLog
         return _entries.GetRange(start, count);
     }
 
+    /// <summary>The payload bytes of the entries in [from, through] that this log holds, counted in place.</summary>
+    public long BytesBetween(LogIndex from, LogIndex through)
+    {
+        from = LogIndex.Max(from, FirstIndex);
+        through = LogIndex.Min(through, LastIndex);
+        long bytes = 0;
+        for (var index = from; index <= through; index = index.Next())
+        {
+            bytes += _entries[Offset(index)].SizeBytes;
+        }
+        return bytes;
+    }
+
     /// <summary>Raft §5.4.1: is a candidate's log (lastIndex, lastTerm) at least as up to date as ours?</summary>
     public bool IsUpToDate(LogIndex lastIndex, Term lastTerm) =>
         lastTerm > LastTerm || (lastTerm == LastTerm && lastIndex >= LastIndex);

@@ -11,6 +11,7 @@ public sealed class RaftNode
 {
     private readonly RaftOptions _options;
     private readonly Random _random;
+    private readonly Func<NodeId, LogIndex> _matchIndexOf; // made once: MaybeCommit runs on every acknowledgement
     private readonly RaftLog _log;
 
     // The leader's view of every other member; empty unless leader.
@@ -59,6 +60,7 @@ public sealed class RaftNode
         }
         _options = options;
         _random = new Random(options.RandomSeed);
+        _matchIndexOf = MatchIndexOf;
         // A node with no configuration was never bootstrapped: it waits to be added, and learns its configuration from the
         // leader's log or snapshot.
         _log = new RaftLog(state.BaseIndex, state.BaseTerm, state.Entries, state.HardState.Commit, state.Snapshot);
@@ -861,7 +863,7 @@ public sealed class RaftNode
     /// <summary>Raft §5.3 and §5.4.2: commit the highest index a quorum holds, but only by counting replicas of this term's entries.</summary>
     private bool MaybeCommit()
     {
-        var quorumIndex = Config.CommittedIndex(id => id == Id ? _log.Persisted : _progress.TryGetValue(id, out var p) ? p.Match : LogIndex.Zero);
+        var quorumIndex = Config.CommittedIndex(_matchIndexOf);
 #if MUTANT_OLD_TERM_COMMIT
         // Mutant (Raft Figure 8): an entry of an earlier term is committed by counting its replicas.
         if (quorumIndex <= _log.Committed)
@@ -876,10 +878,7 @@ public sealed class RaftNode
         _log.CommitTo(quorumIndex);
         if (from > _log.BaseIndex)
         {
-            foreach (var entry in _log.Slice(from, quorumIndex, long.MaxValue))
-            {
-                _uncommittedBytes = Math.Max(0, _uncommittedBytes - entry.SizeBytes);
-            }
+            _uncommittedBytes = Math.Max(0, _uncommittedBytes - _log.BytesBetween(from, quorumIndex));
         }
         if (!configWasCommitted || Config.IsJoint)
         {
@@ -887,6 +886,9 @@ public sealed class RaftNode
         }
         return true;
     }
+
+    private LogIndex MatchIndexOf(NodeId id) =>
+        id == Id ? _log.Persisted : _progress.TryGetValue(id, out var progress) ? progress.Match : LogIndex.Zero;
 
     private bool CommittedInCurrentTerm => _log.TermAt(_log.Committed) == Term;
 
@@ -935,22 +937,25 @@ public sealed class RaftNode
             _sendTo.UnionWith(_progress.Keys);
             _sendToAll = false;
         }
-        foreach (var id in _resend)
+        if (_resend.Count > 0) // enumerating a SortedSet makes a stack, even an empty one
         {
-            if (!_progress.TryGetValue(id, out var progress))
+            foreach (var id in _resend)
             {
-                continue; // it left the configuration
+                if (!_progress.TryGetValue(id, out var progress))
+                {
+                    continue; // it left the configuration
+                }
+                if (progress.State == ReplicationState.Replicate)
+                {
+                    progress.FreeFirstInflight();
+                }
+                if (!_sendTo.Contains(id) && !progress.IsPaused)
+                {
+                    MaybeSendAppend(progress);
+                }
             }
-            if (progress.State == ReplicationState.Replicate)
-            {
-                progress.FreeFirstInflight();
-            }
-            if (!_sendTo.Contains(id) && !progress.IsPaused)
-            {
-                MaybeSendAppend(progress);
-            }
+            _resend.Clear();
         }
-        _resend.Clear();
         foreach (var id in _sendTo)
         {
             if (!_progress.TryGetValue(id, out var progress))
@@ -1003,9 +1008,9 @@ public sealed class RaftNode
         }
         var entries = _log.Slice(progress.Next, _log.LastIndex, _options.MaxAppendBytes);
         long bytes = 0;
-        foreach (var entry in entries)
+        for (var i = 0; i < entries.Count; i++) // not foreach: an IReadOnlyList's enumerator is a heap object
         {
-            bytes += entry.SizeBytes;
+            bytes += entries[i].SizeBytes;
         }
         Send(new AppendEntries(Id, progress.Id, Term, prevIndex, prevTerm.Value, entries, _log.Committed));
         progress.SentEntries(entries.Count > 0 ? entries[^1].Index : prevIndex, bytes);

@@ -230,8 +230,9 @@ public sealed partial class WalLogStore : ILogStore, IDisposable
             StartSegment(first);
         }
         var active = _segments[^1];
-        foreach (var entry in entries)
+        for (var i = 0; i < entries.Count; i++) // not foreach: an IReadOnlyList's enumerator is a heap object
         {
+            var entry = entries[i];
             if (entry.Data.Length > _options.MaxEntryBytes)
             {
                 throw new StorageException($"entry {entry.Index} of {entry.Data.Length} bytes is larger than MaxEntryBytes ({_options.MaxEntryBytes})");

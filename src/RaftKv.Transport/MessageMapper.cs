@@ -31,8 +31,10 @@ internal static class MessageMapper
                     PrevLogTerm = append.PrevLogTerm.Value,
                     LeaderCommit = append.LeaderCommit.Value,
                 };
-                foreach (var entry in append.Entries)
+                // Indexed, not foreach: an IReadOnlyList's enumerator is a heap object, and this runs for every append.
+                for (var i = 0; i < append.Entries.Count; i++)
                 {
+                    var entry = append.Entries[i];
                     body.Entries.Add(new Proto.Entry
                     {
                         Index = entry.Index.Value,
@@ -183,9 +185,9 @@ internal static class MessageMapper
         var bytes = 64;
         if (message is AppendEntries append)
         {
-            foreach (var entry in append.Entries)
+            for (var i = 0; i < append.Entries.Count; i++)
             {
-                bytes += entry.SizeBytes;
+                bytes += append.Entries[i].SizeBytes;
             }
         }
         return bytes;

@@ -33,6 +33,25 @@ public sealed class RaftLogTests
     }
 
     [Theory]
+    // entry i holds i·10 bytes; from, through, the data bytes and entries inside
+    [InlineData(1, 4, 100, 4)]
+    [InlineData(2, 3, 50, 2)]
+    [InlineData(3, 3, 30, 1)]
+    [InlineData(4, 2, 0, 0)]
+    [InlineData(1, 9, 100, 4)]
+    public void BytesBetween_counts_the_entries_of_the_range_that_the_log_holds(ulong from, ulong through, int dataBytes, int entries)
+    {
+        var log = new RaftLog(LogIndex.Zero, Term.Zero,
+            [.. Enumerable.Range(1, 4).Select(i => new LogEntry(new LogIndex((ulong)i), new Term(1), EntryKind.Normal, new byte[i * 10]))],
+            LogIndex.Zero, null);
+
+        var bytes = log.BytesBetween(new LogIndex(from), new LogIndex(through));
+
+        bytes.Should().Be(dataBytes + (entries * LogEntry.OverheadBytes));
+        bytes.Should().Be(log.Slice(new LogIndex(from), new LogIndex(through), long.MaxValue).Sum(e => e.SizeBytes));
+    }
+
+    [Theory]
     // our terms                 refused prev   hint index/term
     [InlineData(new ulong[] { 1, 1, 2, 2, 2 }, 5, 3, 2)]
     [InlineData(new ulong[] { 1, 1, 2, 2, 2 }, 4, 3, 2)]
