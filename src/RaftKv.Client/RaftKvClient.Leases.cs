@@ -123,11 +123,7 @@ public sealed partial class RaftKvClient
         string? lastProblem = null;
         for (var attempt = 0; attempt < _options.MaxAttempts && !deadline.IsOver; attempt++)
         {
-            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, deadline.Overall, cancellationToken).ConfigureAwait(false))
-            {
-                break;
-            }
-            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(deadline, cancellationToken).ConfigureAwait(false))
+            if (!await BeforeAttemptAsync(attempt, deadline, cancellationToken).ConfigureAwait(false))
             {
                 break;
             }

@@ -421,11 +421,7 @@ public sealed partial class RaftKvClient : IDisposable
         var payload = JsonSerializer.SerializeToUtf8Bytes(body, ContractsJson.Default.CommandRequest);
         for (var attempt = 0; attempt < _options.MaxAttempts && !deadline.IsOver; attempt++)
         {
-            if (attempt > 0 && !await WaitBeforeRetryAsync(attempt, deadline.Overall, cancellationToken).ConfigureAwait(false))
-            {
-                break;
-            }
-            if (attempt == 0 && !await LookUpUnmappedLeaderAsync(deadline, cancellationToken).ConfigureAwait(false))
+            if (!await BeforeAttemptAsync(attempt, deadline, cancellationToken).ConfigureAwait(false))
             {
                 break;
             }
@@ -476,6 +472,13 @@ public sealed partial class RaftKvClient : IDisposable
         }
         throw new ClusterUnavailableException($"no node could serve the request ({lastProblem})");
     }
+
+    /// <summary>
+    /// What comes before an attempt of a command or a lease request: the backoff after the first, and before the first a
+    /// lookup of a leader a follower named that this client cannot address. False when the operation's time ran out.
+    /// </summary>
+    private Task<bool> BeforeAttemptAsync(int attempt, OperationDeadline deadline, CancellationToken caller) =>
+        attempt > 0 ? WaitBeforeRetryAsync(attempt, deadline.Overall, caller) : LookUpUnmappedLeaderAsync(deadline, caller);
 
     /// <summary>
     /// A follower answered for a leader this client cannot address: ask every endpoint who it is, once per leader, so that

@@ -115,9 +115,13 @@ internal sealed class RaftLog
     }
 
     /// <summary>Entries from <paramref name="from"/> on, at most <paramref name="maxBytes"/> of them but always at least one.</summary>
-    public IReadOnlyList<LogEntry> Slice(LogIndex from, LogIndex through, long maxBytes)
+    public IReadOnlyList<LogEntry> Slice(LogIndex from, LogIndex through, long maxBytes) => Slice(from, through, maxBytes, out _);
+
+    /// <summary>As <see cref="Slice(LogIndex, LogIndex, long)"/>, and the payload bytes of the entries returned.</summary>
+    public IReadOnlyList<LogEntry> Slice(LogIndex from, LogIndex through, long maxBytes, out long bytes)
     {
         Invariant.Assert(from > BaseIndex, $"slice from {from} at or below base {BaseIndex}");
+        bytes = 0;
         through = LogIndex.Min(through, LastIndex);
         if (from > through)
         {
@@ -125,15 +129,15 @@ internal sealed class RaftLog
         }
         var start = Offset(from);
         var end = Offset(through);
-        long bytes = 0;
         var count = 0;
         for (var i = start; i <= end; i++)
         {
-            bytes += _entries[i].SizeBytes;
-            if (count > 0 && bytes > maxBytes)
+            var size = _entries[i].SizeBytes;
+            if (count > 0 && bytes + size > maxBytes)
             {
                 break;
             }
+            bytes += size;
             count++;
         }
         return _entries.GetRange(start, count);

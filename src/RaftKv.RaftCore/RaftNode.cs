@@ -1006,12 +1006,7 @@ public sealed class RaftNode
             Send(new InstallSnapshot(Id, progress.Id, Term, snapshot));
             return false;
         }
-        var entries = _log.Slice(progress.Next, _log.LastIndex, _options.MaxAppendBytes);
-        long bytes = 0;
-        for (var i = 0; i < entries.Count; i++) // not foreach: an IReadOnlyList's enumerator is a heap object
-        {
-            bytes += entries[i].SizeBytes;
-        }
+        var entries = _log.Slice(progress.Next, _log.LastIndex, _options.MaxAppendBytes, out var bytes);
         Send(new AppendEntries(Id, progress.Id, Term, prevIndex, prevTerm.Value, entries, _log.Committed));
         progress.SentEntries(entries.Count > 0 ? entries[^1].Index : prevIndex, bytes);
         return true;

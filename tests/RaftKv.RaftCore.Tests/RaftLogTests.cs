@@ -52,6 +52,26 @@ public sealed class RaftLogTests
     }
 
     [Theory]
+    // entry i holds i·10 bytes and LogEntry.OverheadBytes; a slice always holds its first entry, then stops before the
+    // entry that would pass maxBytes
+    [InlineData(long.MaxValue, 4)]
+    [InlineData(80, 2)]
+    [InlineData(77, 1)]
+    [InlineData(1, 1)]
+    public void A_slice_stops_before_the_entry_that_passes_maxBytes_and_says_how_many_bytes_it_holds(long maxBytes, int entries)
+    {
+        var log = new RaftLog(LogIndex.Zero, Term.Zero,
+            [.. Enumerable.Range(1, 4).Select(i => new LogEntry(new LogIndex((ulong)i), new Term(1), EntryKind.Normal, new byte[i * 10]))],
+            LogIndex.Zero, null);
+
+        var slice = log.Slice(new LogIndex(1), new LogIndex(4), maxBytes, out var bytes);
+
+        slice.Should().HaveCount(entries);
+        bytes.Should().Be(slice.Sum(e => e.SizeBytes));
+        bytes.Should().Be(Enumerable.Range(1, entries).Sum(i => (i * 10) + LogEntry.OverheadBytes));
+    }
+
+    [Theory]
     // our terms                 refused prev   hint index/term
     [InlineData(new ulong[] { 1, 1, 2, 2, 2 }, 5, 3, 2)]
     [InlineData(new ulong[] { 1, 1, 2, 2, 2 }, 4, 3, 2)]
