@@ -10,11 +10,14 @@
 #   RAFTKV_AB_LOAD     raft-cli benchmark options (default: "--clients 64"); --read-ratio 0.9 for the read mix
 #   RAFTKV_AB_KEYS     keys, filled once per cluster (default 100000); RAFTKV_AB_SECONDS per run (default 10)
 #   RAFTKV_AB_HTTP2    1 (default): clients share an HTTP/2 connection per node, as compare.sh's do; 0: HTTP/1.1
+#   RAFTKV_AB_ENV_BEFORE, RAFTKV_AB_ENV_AFTER   environment settings for that side's servers, e.g.
+#                      "DOTNET_GCDynamicAdaptationMode=0" (the same tree may then be given twice, to compare settings)
+# After each run it also prints the servers' resident memory (VmRSS, MiB).
 # Raw lines go to stdout; the summary at the end gives each side's runs. Nothing here is a test: CI does not run it.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,17p' "$0" >&2
   exit 2
 fi
 before_tree=$(cd "$1" && pwd)
@@ -25,6 +28,8 @@ load=${RAFTKV_AB_LOAD:---clients 64}
 keys=${RAFTKV_AB_KEYS:-100000}
 seconds=${RAFTKV_AB_SECONDS:-10}
 http2=${RAFTKV_AB_HTTP2:-1}
+env_before=${RAFTKV_AB_ENV_BEFORE:-}
+env_after=${RAFTKV_AB_ENV_AFTER:-}
 port=${RAFTKV_CLUSTER_PORT:-8081}
 for tree in "$before_tree" "$after_tree"; do
   for built in src/RaftKv.Server/bin/Release/net10.0/RaftKv.Server.dll src/RaftKv.Cli/bin/Release/net10.0/raft-cli.dll; do
@@ -58,17 +63,19 @@ cpu_ms() {
 }
 
 echo "== sitting: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== before: $before_tree ($(git -C "$before_tree" rev-parse --short HEAD)$(git -C "$before_tree" diff --quiet HEAD || echo ' + changes'))"
-echo "== after:  $after_tree ($(git -C "$after_tree" rev-parse --short HEAD)$(git -C "$after_tree" diff --quiet HEAD || echo ' + changes'))"
+echo "== before: $before_tree ($(git -C "$before_tree" rev-parse --short HEAD)$(git -C "$before_tree" diff --quiet HEAD || echo ' + changes'))${env_before:+, env $env_before}"
+echo "== after:  $after_tree ($(git -C "$after_tree" rev-parse --short HEAD)$(git -C "$after_tree" diff --quiet HEAD || echo ' + changes'))${env_after:+, env $env_after}"
 echo "== $rounds rounds of $runs runs of $seconds s per side, $keys keys, load: $load, http2=$http2"
 summary="$work/summary.tsv"
 for round in $(seq 1 "$rounds"); do
   for side in before after; do
     tree=$before_tree
-    [ "$side" = after ] && tree=$after_tree
+    side_env=$env_before
+    [ "$side" = after ] && tree=$after_tree && side_env=$env_after
     cli=(dotnet exec "$tree/src/RaftKv.Cli/bin/Release/net10.0/raft-cli.dll")
     rm -rf "$work/cluster"
-    RAFTKV_HTTP2=$http2 RAFTKV_CLUSTER_SKIP_BUILD=1 RAFTKV_CLUSTER_DIR="$work/cluster" "$tree/scripts/cluster.sh" start >/dev/null
+    # shellcheck disable=SC2086
+    env $side_env RAFTKV_HTTP2=$http2 RAFTKV_CLUSTER_SKIP_BUILD=1 RAFTKV_CLUSTER_DIR="$work/cluster" "$tree/scripts/cluster.sh" start >/dev/null
     running=$tree
     "${cli[@]}" --endpoints "$endpoints" "${h2[@]}" benchmark --fill --clients 64 --keys "$keys" --output json >/dev/null
     pids=$(cat "$work/cluster"/n*.pid)
@@ -79,7 +86,9 @@ for round in $(seq 1 "$rounds"); do
       report=$( ( "${cli[@]}" --endpoints "$endpoints" "${h2[@]}" benchmark --duration "$seconds" --keys "$keys" $load --output json || exit; times ) )
       # shellcheck disable=SC2086
       server_after=$(cpu_ms $pids)
-      REPORT="$report" python3 - "$side" "$round" "$run" $((server_after - server_before)) "$summary" <<'EOF'
+      # shellcheck disable=SC2086
+      rss=$(for pid in $pids; do awk '/^VmRSS/ {printf "%d ", $2 / 1024}' "/proc/$pid/status"; done)
+      REPORT="$report" RSS="$rss" python3 - "$side" "$round" "$run" $((server_after - server_before)) "$summary" <<'EOF'
 import json, os, re, sys
 text = os.environ["REPORT"]
 side, rnd, run, server_ms, summary = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -93,7 +102,8 @@ child = [line for line in times if line.strip()][-1].split()
 client_ms = 1000 * (seconds(child[0]) + seconds(child[1]))
 ops = max(r["operations"], 1)
 line = f"{side} round {rnd} run {run}: {r['operationsPerSecond']:,.0f} ops/s, p50 {r['p50Ms']:.2f} ms, p99 {r['p99Ms']:.2f} ms, " \
-       f"server {1000 * server_ms / ops:.0f} us/op, client {1000 * client_ms / ops:.0f} us/op, errors {r['errors']}"
+       f"server {1000 * server_ms / ops:.0f} us/op, client {1000 * client_ms / ops:.0f} us/op, errors {r['errors']}, " \
+       f"rss MiB {os.environ['RSS'].strip().replace(' ', '/')}"
 print(line)
 with open(summary, "a") as f:
     print(line, file=f)
